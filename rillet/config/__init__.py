@@ -1,0 +1,1 @@
+"""Configuration: classic and YAML readers, one typed model, option tables."""

@@ -1,0 +1,1 @@
+"""Engine: records and chunks, routing, scheduler, retries, acks, metrics."""

@@ -1,0 +1,180 @@
+"""Turn a :class:`ConfigModel` into plugin instances, collecting every error.
+
+Unknown plugins, unknown keys, repeated keys, bad values and bad option combinations are all
+reported together as ``file:line: section: key: reason`` lines (one :class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rillet import log as rlog
+from rillet.config.model import ConfigError, ConfigModel, Section, entry_error
+from rillet.config.options import Options, resolve
+from rillet.engine import plugin as plugins
+from rillet.engine.metrics import Counters, Registry
+from rillet.engine.plugin import Filter, Input, Output, Plugin
+from rillet.engine.router import Matcher
+from rillet.engine.service import SERVICE_OPTIONS
+
+UNLIMITED: None = None
+
+
+def parse_retry_limit(text: str) -> int | None:
+    """Retry_Limit: N >= 1; no_limits/false/off = unlimited (None); no_retries = 0."""
+    word = text.strip().lower()
+    if word in ("no_limits", "false", "off"):
+        return UNLIMITED
+    if word == "no_retries":
+        return 0
+    try:
+        value = int(word)
+    except ValueError:
+        raise ValueError(f"invalid value '{text}' (a number, no_limits or no_retries)") from None
+    if value <= 0:
+        raise ValueError(f"invalid value '{text}' (must be at least 1; use no_retries for 0)")
+    return value
+
+
+@dataclass(eq=False)
+class Instance:
+    kind: str
+    name: str  # "dummy.0" or the Alias
+    plugin_name: str
+    section: Section
+    opts: Options
+    plugin: Any
+    counters: Counters
+    log: logging.Logger
+
+
+@dataclass(eq=False)
+class InputInstance(Instance):
+    tag: str = ""
+    mem_buf_limit: int = 0
+
+
+@dataclass(eq=False)
+class FilterInstance(Instance):
+    matcher: Matcher = field(default_factory=lambda: Matcher(None, None))
+
+
+@dataclass(eq=False)
+class OutputInstance(Instance):
+    matcher: Matcher = field(default_factory=lambda: Matcher(None, None))
+    retry_limit: int | None = 1
+    workers: int = 1
+
+
+@dataclass
+class Pipeline:
+    service: Options
+    inputs: list[InputInstance]
+    filters: list[FilterInstance]
+    outputs: list[OutputInstance]
+    metrics: Registry
+    model: ConfigModel
+    warnings: list[str] = field(default_factory=list)
+
+
+def _matcher(section: Section, opts: Options, errors: list[str]) -> Matcher:
+    regex = opts.get("match_regex")
+    try:
+        return Matcher(opts.get("match"), regex)
+    except re.error as exc:
+        errors.append(entry_error(section, section.find("match_regex"), "match_regex",
+                                  f"invalid regular expression: {exc}"))
+        return Matcher(opts.get("match"), None)
+
+
+def _make(section: Section, errors: list[str], seen: dict[str, int],
+          metrics: Registry) -> tuple[type[Plugin], Options, str, Any] | None:
+    kind = section.kind
+    name = section.name
+    if not name:
+        errors.append(entry_error(section, None, "name", "missing plugin name"))
+        return None
+    cls = plugins.lookup(kind, name)
+    if cls is None:
+        errors.append(entry_error(section, section.find("name"), "name",
+                                  f"unknown {kind} plugin '{name}'"))
+        return None
+    n_errors = len(errors)
+    opts = resolve(section, plugins.full_table(cls), errors)
+    index = seen.get(cls.name, 0)
+    seen[cls.name] = index + 1
+    instance = opts.get("alias") or f"{cls.name}.{index}"
+    if len(errors) > n_errors:
+        return None
+    counters = metrics.counters(kind, instance)
+    logger = rlog.get(f"{kind}:{cls.name}:{instance}", opts.get("log_level"))
+    try:
+        obj = cls(instance, opts, logger, counters)
+    except ValueError as exc:
+        errors.append(f"{section.file}:{section.line}: {section.label}: {exc}")
+        return None
+    return cls, opts, instance, (obj, counters, logger)
+
+
+def build(model: ConfigModel) -> Pipeline:
+    """Validate the whole model and construct every plugin; raise ConfigError listing all errors."""
+    errors: list[str] = []
+    warnings: list[str] = list(model.warnings)
+    service = resolve(model.service, SERVICE_OPTIONS, errors, ignore=())
+    metrics = Registry()
+    seen: dict[str, int] = {}
+    inputs: list[InputInstance] = []
+    filters: list[FilterInstance] = []
+    outputs: list[OutputInstance] = []
+
+    for section in model.inputs:
+        made = _make(section, errors, seen, metrics)
+        if made is None:
+            continue
+        cls, opts, instance, (obj, counters, logger) = made
+        assert isinstance(obj, Input)
+        inputs.append(InputInstance("input", instance, cls.name, section, opts, obj, counters,
+                                    logger, tag=opts.get("tag") or instance,
+                                    mem_buf_limit=opts["mem_buf_limit"]))
+    for section in model.filters:
+        made = _make(section, errors, seen, metrics)
+        if made is None:
+            continue
+        cls, opts, instance, (obj, counters, logger) = made
+        assert isinstance(obj, Filter)
+        matcher = _matcher(section, opts, errors)
+        if matcher.empty:
+            warnings.append(f"{section.file}:{section.line}: {section.label}: no Match rule, "
+                            "the filter sees no records")
+        filters.append(FilterInstance("filter", instance, cls.name, section, opts, obj,
+                                      counters, logger, matcher=matcher))
+    for section in model.outputs:
+        made = _make(section, errors, seen, metrics)
+        if made is None:
+            continue
+        cls, opts, instance, (obj, counters, logger) = made
+        assert isinstance(obj, Output)
+        try:
+            retry_limit = parse_retry_limit(opts["retry_limit"])
+        except ValueError as exc:
+            errors.append(entry_error(section, section.find("retry_limit"), "retry_limit",
+                                      str(exc)))
+            continue
+        workers = opts["workers"] if opts["workers"] is not None else cls.default_workers
+        outputs.append(OutputInstance("output", instance, cls.name, section, opts, obj,
+                                      counters, logger, matcher=_matcher(section, opts, errors),
+                                      retry_limit=retry_limit, workers=max(1, workers)))
+
+    # Fluent Bit: a single input and a single output, the output without Match -> Match '*'.
+    if len(inputs) == 1 and len(outputs) == 1 and outputs[0].matcher.empty:
+        outputs[0].matcher = Matcher("*", None)
+    for out in outputs:
+        if out.matcher.empty:
+            warnings.append(f"{out.section.file}:{out.section.line}: {out.section.label}: "
+                            "no Match rule, the output receives no records")
+    if errors:
+        raise ConfigError(errors)
+    return Pipeline(service, inputs, filters, outputs, metrics, model, warnings)

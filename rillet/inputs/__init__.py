@@ -1,0 +1,3 @@
+"""Input plugins; importing this package registers them."""
+
+from rillet.inputs import dummy  # noqa: F401

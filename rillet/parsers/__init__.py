@@ -1,0 +1,1 @@
+"""Parsers (json, regex, logfmt, ltsv, time formats, multiline)."""
