@@ -1,7 +1,9 @@
 """Engine overhead: dummy -> null through the real engine.
 
 Prints records per CPU-second and peak RSS for pass-through chunks at two batch sizes: large
-batches (what a catching-up input produces) and 1,000-record batches (a busy tailed file).
+batches (what a catching-up input produces) and 1,000-record batches (a busy tailed file); then
+the same with the null output encoding every record as JSON lines (Fluent Bit's null `format`),
+which adds the cost of serialization.
 
     .venv/bin/python bench/engine_bench.py [--records 1000000]
 """
@@ -30,14 +32,18 @@ def _section(kind: str, props: dict[str, object]) -> Section:
     return sec
 
 
-async def _run(records: int, copies: int, rate: int) -> tuple[float, float]:
+async def _run(records: int, copies: int, rate: int,
+               null_format: str | None) -> tuple[float, float]:
     model = ConfigModel.empty("bench")
     model.service = _section("service", {"flush": 1, "log_level": "warn"})
     samples = records // copies
     model.inputs = [_section("input", {"name": "dummy", "rate": rate, "copies": copies,
                                        "samples": samples, "flush_on_startup": "on",
                                        "dummy": '{"message":"dummy","n":1}'})]
-    model.outputs = [_section("output", {"name": "null", "match": "*"})]
+    out: dict[str, object] = {"name": "null", "match": "*"}
+    if null_format:
+        out["format"] = null_format
+    model.outputs = [_section("output", out)]
     engine = Engine(build(model))
     counters = engine.pipeline.metrics.counters("output", "null.0")
     task = asyncio.create_task(engine.run())
@@ -56,9 +62,11 @@ def main() -> None:
     args = parser.parse_args()
     rlog.setup("warn")
     print(f"dummy -> null, {args.records:,} records")
-    for label, copies, rate in (("100k-record batches", 100_000, 1_000),
-                                ("1k-record batches", 1_000, 1_000)):
-        cpu, wall = asyncio.run(_run(args.records, copies, rate))
+    for label, copies, rate, fmt in (
+            ("100k-record batches", 100_000, 1_000, None),
+            ("1k-record batches", 1_000, 1_000, None),
+            ("1k, null json_lines", 1_000, 1_000, "json_lines")):
+        cpu, wall = asyncio.run(_run(args.records, copies, rate, fmt))
         print(f"  {label:<20} {args.records / cpu:>14,.0f} records per CPU-second"
               f"  ({cpu:.3f} CPU-s, {wall:.2f} s wall)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -211,3 +211,23 @@ pipeline:
     out, err = stop(proc)
     assert proc.returncode == 0, err
     assert out.splitlines() == [b'{"message":"dummy"}'] * 2
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_hello_example_passes_dry_run() -> None:
+    res = run("-c", str(ROOT / "examples" / "hello.conf"), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "configuration test is successful" in res.stdout
+
+
+def test_make_run_prints_records_and_exits_zero() -> None:
+    if not (ROOT / ".venv" / "bin" / "rillet").exists():
+        import pytest
+        pytest.skip("make run needs the project's .venv (made by make test)")
+    res = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "run"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert '"message"=>"hello from rillet"' in res.stdout
+    assert "[engine] stopped" in res.stderr

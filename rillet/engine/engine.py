@@ -32,6 +32,7 @@ from rillet import log as rlog
 from rillet.engine.chunk import Batch, Chunk
 from rillet.engine.pipeline import FilterInstance, InputInstance, OutputInstance, Pipeline
 from rillet.engine.plugin import InputContext, Partial, Status
+from rillet.outputs import formats
 
 # Fluent Bit's soft chunk size (FLB_INPUT_CHUNK_FS_MAX_SIZE).
 CHUNK_MAX = 2_048_000
@@ -159,6 +160,8 @@ class Engine:
         self.report = ShutdownReport()
         self.stop_reason = ""
         self.started = asyncio.Event()
+        formats.configure(escape_unicode=service["json.escape_unicode"],
+                          convert_nan_to_null=service["json.convert_nan_to_null"])
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> int:

@@ -16,7 +16,7 @@ from rillet.config.model import ConfigError, ConfigModel, Section, entry_error
 from rillet.config.options import Options, resolve
 from rillet.engine import plugin as plugins
 from rillet.engine.metrics import Counters, Registry
-from rillet.engine.plugin import Filter, Input, Output, Plugin
+from rillet.engine.plugin import Output, Plugin
 from rillet.engine.router import Matcher
 from rillet.engine.service import SERVICE_OPTIONS
 
@@ -90,8 +90,18 @@ def _matcher(section: Section, opts: Options, errors: list[str]) -> Matcher:
         return Matcher(opts.get("match"), None)
 
 
+@dataclass
+class _Made:
+    cls: type[Plugin]
+    opts: Options
+    name: str
+    plugin: Any
+    counters: Counters
+    log: logging.Logger
+
+
 def _make(section: Section, errors: list[str], seen: dict[str, int],
-          metrics: Registry) -> tuple[type[Plugin], Options, str, Any] | None:
+          metrics: Registry) -> _Made | None:
     kind = section.kind
     name = section.name
     if not name:
@@ -116,7 +126,7 @@ def _make(section: Section, errors: list[str], seen: dict[str, int],
     except ValueError as exc:
         errors.append(f"{section.file}:{section.line}: {section.label}: {exc}")
         return None
-    return cls, opts, instance, (obj, counters, logger)
+    return _Made(cls, opts, instance, obj, counters, logger)
 
 
 def build(model: ConfigModel) -> Pipeline:
@@ -134,38 +144,37 @@ def build(model: ConfigModel) -> Pipeline:
         made = _make(section, errors, seen, metrics)
         if made is None:
             continue
-        cls, opts, instance, (obj, counters, logger) = made
-        assert isinstance(obj, Input)
-        inputs.append(InputInstance("input", instance, cls.name, section, opts, obj, counters,
-                                    logger, tag=opts.get("tag") or instance,
+        opts = made.opts
+        inputs.append(InputInstance("input", made.name, made.cls.name, section, opts,
+                                    made.plugin, made.counters, made.log,
+                                    tag=opts.get("tag") or made.name,
                                     mem_buf_limit=opts["mem_buf_limit"]))
     for section in model.filters:
         made = _make(section, errors, seen, metrics)
         if made is None:
             continue
-        cls, opts, instance, (obj, counters, logger) = made
-        assert isinstance(obj, Filter)
-        matcher = _matcher(section, opts, errors)
+        matcher = _matcher(section, made.opts, errors)
         if matcher.empty:
             warnings.append(f"{section.file}:{section.line}: {section.label}: no Match rule, "
                             "the filter sees no records")
-        filters.append(FilterInstance("filter", instance, cls.name, section, opts, obj,
-                                      counters, logger, matcher=matcher))
+        filters.append(FilterInstance("filter", made.name, made.cls.name, section, made.opts,
+                                      made.plugin, made.counters, made.log, matcher=matcher))
     for section in model.outputs:
         made = _make(section, errors, seen, metrics)
         if made is None:
             continue
-        cls, opts, instance, (obj, counters, logger) = made
-        assert isinstance(obj, Output)
+        opts = made.opts
         try:
             retry_limit = parse_retry_limit(opts["retry_limit"])
         except ValueError as exc:
             errors.append(entry_error(section, section.find("retry_limit"), "retry_limit",
                                       str(exc)))
             continue
-        workers = opts["workers"] if opts["workers"] is not None else cls.default_workers
-        outputs.append(OutputInstance("output", instance, cls.name, section, opts, obj,
-                                      counters, logger, matcher=_matcher(section, opts, errors),
+        assert isinstance(made.plugin, Output)
+        workers = opts["workers"] if opts["workers"] is not None else made.plugin.default_workers
+        outputs.append(OutputInstance("output", made.name, made.cls.name, section, opts,
+                                      made.plugin, made.counters, made.log,
+                                      matcher=_matcher(section, opts, errors),
                                       retry_limit=retry_limit, workers=max(1, workers)))
 
     # Fluent Bit: a single input and a single output, the output without Match -> Match '*'.

@@ -30,6 +30,10 @@ SERVICE_OPTIONS: tuple[Option, ...] = (
            check=_positive),
     Option("scheduler.cap", T.DOUBLE, "2000", "cap of the retry backoff, seconds",
            check=_positive),
+    Option("json.escape_unicode", T.BOOL, "on", "escape non-ASCII characters as \\uXXXX in "
+           "JSON output"),
+    Option("json.convert_nan_to_null", T.BOOL, "off", "write NaN and infinities as null in JSON "
+           "output"),
     Option("multiline_buffer_limit", T.SIZE, "2MB", "largest multiline message before "
            "truncation"),
     Option("http_server", T.BOOL, "off", "monitoring HTTP server",
