@@ -167,11 +167,18 @@ class Engine:
     async def run(self) -> int:
         """Start every plugin, run until a stop is requested, drain, and return the exit code."""
         p = self.pipeline
+        started: list[FilterInstance | OutputInstance] = []
+        startable: list[FilterInstance | OutputInstance] = [*p.outputs, *p.filters]
+        for inst in startable:
+            try:
+                await inst.plugin.start()
+            except Exception as exc:
+                inst.log.error("cannot start: %s", exc)
+                await self._stop_plugins(started)
+                return 1
+            started.append(inst)
         for out in p.outputs:
             self._semaphores[out] = asyncio.Semaphore(out.workers)
-            await out.plugin.start()
-        for flt in p.filters:
-            await flt.plugin.start()
         for inst in p.inputs:
             rt = _InputRuntime(self, inst)
             self.inputs.append(rt)
@@ -188,12 +195,17 @@ class Engine:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
-        for flt in p.filters:
-            await flt.plugin.stop()
-        for out in p.outputs:
-            await out.plugin.stop()
+        await self._stop_plugins([*p.filters, *p.outputs])
         _log.info("stopped")
         return 0
+
+    @staticmethod
+    async def _stop_plugins(instances: Iterable[FilterInstance | OutputInstance]) -> None:
+        for inst in instances:
+            try:
+                await inst.plugin.stop()
+            except Exception:
+                inst.log.exception("error while stopping")
 
     def request_stop(self, reason: str = "") -> None:
         if not self._stop.is_set():
@@ -221,7 +233,10 @@ class Engine:
                     await rt.task
             # A paused input must not keep a blocked emit waiting forever.
             rt._resumed.set()
-            await rt.inst.plugin.stop()
+            try:
+                await rt.inst.plugin.stop()
+            except Exception:
+                rt.inst.log.exception("error while stopping")
 
     async def _drain(self) -> None:
         """Deliver what is buffered until Grace expires (retries go at once, not after backoff)."""

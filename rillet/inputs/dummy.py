@@ -18,8 +18,10 @@ from rillet.engine.chunk import Batch
 from rillet.engine.plugin import Input, InputContext, register
 
 DEFAULT_MESSAGE = '{"message":"dummy"}'
-# Most intervals merged into one batch when the loop falls behind (keeps batches bounded).
+# When the loop falls behind, due intervals are merged into one batch of at most this many
+# seconds' worth and this many records (keeps batches bounded, like a file read).
 _MAX_CATCH_UP_SECONDS = 0.1
+_MAX_BATCH_RECORDS = 10_000
 # Behind by more than this (e.g. after a pause): skip the missed ticks, as Fluent Bit's paused
 # timer does, rather than bursting.
 _MAX_LAG_SECONDS = 1.0
@@ -89,7 +91,8 @@ class Dummy(Input):
         started_ns = time.time_ns()
         clock = time.monotonic
         next_tick = clock() + (0.0 if self.opts["flush_on_startup"] else interval)
-        max_due = max(1, int(_MAX_CATCH_UP_SECONDS / interval))
+        max_due = max(1, min(int(_MAX_CATCH_UP_SECONDS / interval),
+                             _MAX_BATCH_RECORDS // copies))
         done = 0
         while not samples or done < samples:
             now = clock()

@@ -75,6 +75,7 @@ class Sink:
         self.script = script
         self.gate: asyncio.Event | None = None  # when set, flush waits for it
         self.changed = asyncio.Event()
+        self.stopped = False
 
     def bodies(self) -> list[Any]:
         return list(self.delivered)
@@ -84,7 +85,15 @@ class Sink:
 class SinkOutput(Output):
     name = "test_sink"
     description = "test output: records chunks, answers as the test scripts it"
-    options = (Option("id", T.STR, None, "state key"),)
+    options = (Option("id", T.STR, None, "state key"),
+               Option("fail_start", T.BOOL, "off", "raise in start()"))
+
+    async def start(self) -> None:
+        if self.opts["fail_start"]:
+            raise ConnectionRefusedError("cannot reach the destination")
+
+    async def stop(self) -> None:
+        STATE[self.opts["id"]].stopped = True
 
     async def flush(self, chunk: Chunk) -> FlushResult:
         sink: Sink = STATE[self.opts["id"]]

@@ -411,3 +411,74 @@ async def test_grace_expiry_stops_with_undelivered_data_unacked() -> None:
     assert time.monotonic() - started < 3
     assert f.acks == []  # not delivered: the input must not advance past it
     assert engine.report.undelivered_records == 2
+
+
+# --- workers, names, log levels --------------------------------------------------------------
+
+@pytest.mark.parametrize(("workers", "concurrent"), [(None, 1), (1, 1), (3, 3)])
+def test_output_workers_bound_concurrent_flushes(workers: int | None, concurrent: int) -> None:
+    @async_test
+    async def scenario() -> None:
+        f = feed("i")
+        state = {"now": 0, "peak": 0}
+
+        async def slow(chunk: Chunk, n: int) -> Status:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            await asyncio.sleep(0.05)
+            state["now"] -= 1
+            return Status.OK
+
+        s = sink("o", slow)
+        out: dict[str, Any] = {"name": "test_sink", "id": "o"}
+        if workers is not None:
+            out["workers"] = workers
+        p = make_pipeline(inputs=[{"name": "test_feed", "id": "i"}], outputs=[out])
+        async with running(p):
+            for i in range(6):  # six tags: six chunks dispatched on the same tick
+                f.put(batch(f"t{i}", recs(1, start=i)))
+            await wait_for(lambda: len(s.delivered) == 6)
+        assert state["peak"] == concurrent
+    scenario()
+
+
+def test_instance_names_and_alias() -> None:
+    for key in ("a", "b", "o1", "o2"):
+        plugins.STATE[key] = Feed() if key in "ab" else Sink()
+    p = make_pipeline(inputs=[{"name": "test_feed", "id": "a"},
+                              {"name": "test_feed", "id": "b", "alias": "from_b"}],
+                      outputs=[{"name": "test_sink", "id": "o1", "match": "*"},
+                               {"name": "test_sink", "id": "o2", "match": "*"}])
+    assert [i.name for i in p.inputs] == ["test_feed.0", "from_b"]
+    assert [o.name for o in p.outputs] == ["test_sink.0", "test_sink.1"]
+    assert [i.tag for i in p.inputs] == ["test_feed.0", "from_b"]  # no Tag: the instance name
+    assert set(p.metrics.snapshot()["input"]) == {"test_feed.0", "from_b"}
+    assert set(p.metrics.snapshot()["output"]["test_sink.0"]) == {
+        "proc_records", "proc_bytes", "errors", "retries", "retries_failed",
+        "dropped_records", "retried_records"}
+
+
+def test_log_level_per_plugin_overrides_the_global_one() -> None:
+    import logging
+
+    plugins.STATE["i"], plugins.STATE["o"] = Feed(), Sink()
+    p = make_pipeline(service={"log_level": "error"},
+                      inputs=[{"name": "test_feed", "id": "i", "log_level": "debug"}],
+                      outputs=[{"name": "test_sink", "id": "o"}])
+    assert p.inputs[0].log.getEffectiveLevel() == logging.DEBUG
+    assert p.outputs[0].log.level == logging.NOTSET  # inherits the service level
+    assert p.service["log_level"] == "error"
+
+
+@async_test
+async def test_an_output_that_cannot_start_fails_startup_cleanly() -> None:
+    from rillet.engine.engine import Engine
+
+    f, ok, bad = feed("i"), sink("ok"), sink("bad")
+    p = make_pipeline(inputs=[{"name": "test_feed", "id": "i"}],
+                      outputs=[{"name": "test_sink", "id": "ok", "match": "*"},
+                               {"name": "test_sink", "id": "bad", "match": "*",
+                                "fail_start": "on"}])
+    assert await Engine(p).run() == 1
+    assert ok.stopped and not bad.stopped  # what started is stopped again
+    assert f.ctx is None  # no input ever ran
