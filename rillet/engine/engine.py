@@ -169,14 +169,14 @@ class Engine:
         p = self.pipeline
         started: list[FilterInstance | OutputInstance] = []
         startable: list[FilterInstance | OutputInstance] = [*p.outputs, *p.filters]
-        for inst in startable:
+        for plug in startable:
             try:
-                await inst.plugin.start()
+                await plug.plugin.start()
             except Exception as exc:
-                inst.log.error("cannot start: %s", exc)
+                plug.log.error("cannot start: %s", exc)
                 await self._stop_plugins(started)
                 return 1
-            started.append(inst)
+            started.append(plug)
         for out in p.outputs:
             self._semaphores[out] = asyncio.Semaphore(out.workers)
         for inst in p.inputs:
