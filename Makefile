@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy rillet
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -19,6 +19,7 @@ from rillet.engine.metrics import Counters, Registry
 from rillet.engine.plugin import Output, Plugin
 from rillet.engine.router import Matcher
 from rillet.engine.service import SERVICE_OPTIONS
+from rillet.parsers import definitions
 
 UNLIMITED: None = None
 
@@ -77,6 +78,7 @@ class Pipeline:
     outputs: list[OutputInstance]
     metrics: Registry
     model: ConfigModel
+    parsers: dict[str, Options] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -134,6 +136,7 @@ def build(model: ConfigModel) -> Pipeline:
     errors: list[str] = []
     warnings: list[str] = list(model.warnings)
     service = resolve(model.service, SERVICE_OPTIONS, errors, ignore=())
+    parsers = definitions.validate(model, errors)
     metrics = Registry()
     seen: dict[str, int] = {}
     inputs: list[InputInstance] = []
@@ -186,4 +189,4 @@ def build(model: ConfigModel) -> Pipeline:
                             "no Match rule, the output receives no records")
     if errors:
         raise ConfigError(errors)
-    return Pipeline(service, inputs, filters, outputs, metrics, model, warnings)
+    return Pipeline(service, inputs, filters, outputs, metrics, model, parsers, warnings)
