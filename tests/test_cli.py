@@ -31,8 +31,8 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> tuple[byte
     return out, err.decode()
 
 
-def wait_started(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    """Wait for the engine's 'started' line without consuming stdout."""
+def wait_started(proc: subprocess.Popen[bytes], timeout: float = 10) -> bytes:
+    """Wait for the engine's 'started' line; return the stderr read so far (stdout untouched)."""
     assert proc.stderr is not None
     os.set_blocking(proc.stderr.fileno(), False)
     deadline = time.monotonic() + timeout
@@ -42,8 +42,7 @@ def wait_started(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
         seen += chunk
         if b"[engine] started" in seen:
             os.set_blocking(proc.stderr.fileno(), True)
-            proc.stderr_seen = seen  # type: ignore[attr-defined]
-            return
+            return seen
         time.sleep(0.02)
     raise AssertionError(f"engine did not start: {seen!r}")
 
@@ -108,9 +107,9 @@ def test_sigterm_delivers_what_is_buffered_within_grace(tmp_path: Path) -> None:
 
 def test_log_lines_have_fluent_bit_format() -> None:
     proc = start("-i", "dummy", "-o", "null")
-    wait_started(proc)
+    seen = wait_started(proc)
     _, err = stop(proc)
-    text = proc.stderr_seen.decode() + err  # type: ignore[attr-defined]
+    text = seen.decode() + err
     lines = [line for line in text.splitlines() if line]
     assert lines, text
     assert all(LOG_LINE.match(line) for line in lines), text

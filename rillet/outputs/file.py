@@ -18,9 +18,9 @@ Formats (lines end with ``\\n``)::
 csv, ltsv and template print values with ``msgpack_object_print`` (strings quoted and raw,
 floats ``%f``); template prints string values without quotes and ``{time}`` as ``%f`` seconds.
 
-Errors follow out_file: a file that cannot be opened (missing directory without ``Mkdir``,
-permission denied) is logged and the chunk fails with ERROR (Fluent Bit's FLB_ERROR, no retry);
-a failed write is logged and retried.
+Errors: a file that cannot be opened (missing directory without ``Mkdir``, permission denied)
+or written is logged and the chunk is retried. Fluent Bit drops the chunk when the open fails
+(FLB_ERROR); rillet retries it within ``Retry_Limit`` (docs/differences.md).
 """
 
 from __future__ import annotations
@@ -205,7 +205,9 @@ class File(Output):
         except OSError as exc:
             self.log.error("[errno=%s] %s", exc.errno, exc.strerror)
             self.log.error("error opening: %s", target)
-            return Status.ERROR
+            # Fluent Bit drops the chunk here; a mount that is back a minute later should not
+            # cost data, so rillet retries (Retry_Limit still bounds it).
+            return Status.RETRY
         try:
             with fp:
                 data = self.render(chunk, fp.tell())

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rillet.config.model import Section
+
 Write = Callable[[str, "str | bytes"], str]
 
 
@@ -29,3 +31,13 @@ def write(root: str) -> Write:
         return str(path)
 
     return _write
+
+
+def pairs(section: Section) -> list[tuple[str, object]]:
+    return [(e.key, e.value) for e in section.entries]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RT_TAG", "RT_UNSET", "RT_X"):
+        monkeypatch.delenv(name, raising=False)

@@ -7,25 +7,15 @@ import os
 import pytest
 
 from rillet.config.classic import PARSER_KINDS, check_indent, read_classic
-from rillet.config.model import ConfigError, ConfigModel, Section
+from rillet.config.model import ConfigError, ConfigModel
 
-from .conftest import Write
+from .conftest import Write, pairs
 
 
 def errors_of(path: str, **kwargs: object) -> list[str]:
     with pytest.raises(ConfigError) as info:
         read_classic(path, **kwargs)  # type: ignore[arg-type]
     return info.value.errors
-
-
-def pairs(section: Section) -> list[tuple[str, object]]:
-    return [(e.key, e.value) for e in section.entries]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("RT_TAG", "RT_UNSET", "RT_X"):
-        monkeypatch.delenv(name, raising=False)
 
 
 # -- sections and entries ------------------------------------------------------------------

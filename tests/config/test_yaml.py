@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rillet.config.model import ConfigError, Section
+from rillet.config.model import ConfigError
 from rillet.config.yaml_reader import PARSER_KEYS, read_yaml, translate_key
 
-from .conftest import Write
+from .conftest import Write, pairs
 
 _VARIANT = "variant values are only valid in the extensions section"
 
@@ -16,16 +16,6 @@ def errors_of(path: str, **kwargs: object) -> list[str]:
     with pytest.raises(ConfigError) as info:
         read_yaml(path, **kwargs)  # type: ignore[arg-type]
     return info.value.errors
-
-
-def pairs(section: Section) -> list[tuple[str, object]]:
-    return [(e.key, e.value) for e in section.entries]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("RT_TAG", "RT_UNSET", "RT_X"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def test_pipeline_sections_values_and_lines(write: Write) -> None:

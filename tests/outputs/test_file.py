@@ -11,50 +11,33 @@ Expected forms, from file.c:
   unknown keys left as ``{key}``;
 - ``check_delimiter``: only ``\\t``/tab, space and comma are accepted;
 - ``sanitize_tag_name``: components of [A-Za-z0-9._-], '.' and '..' -> '_';
-- ``fopen`` failure: "error opening: <file>" and FLB_ERROR.
+- ``fopen`` failure: "error opening: <file>" (FLB_ERROR there; rillet retries).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import stat
 import struct
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from rillet.config.model import Section
 from rillet.config.options import resolve
-from rillet.engine.chunk import Chunk
-from rillet.engine.metrics import Counters
 from rillet.engine.plugin import Status, full_table, lookup
 from rillet.outputs.file import File, check_delimiter, parse_template, sanitize_tag
-
-T0 = 1_700_000_000_123_456_789
-T1 = 1_700_000_001_000_000_000
+from tests.plugin_kit import T0, T1, flush, make_chunk, make_plugin
 
 
 def make(**settings: str) -> File:
-    section = Section("output", "test.conf", 1)
-    section.set("name", "file")
-    for key, value in settings.items():
-        section.set(key, value)
-    errors: list[str] = []
-    opts = resolve(section, full_table(File), errors)
-    assert errors == []
-    return File("file.0", opts, logging.getLogger("rillet.output:file:file.0"), Counters())
+    return make_plugin(File, **settings)
 
 
-def chunk(bodies: list[Any], times: list[int] | None = None, tag: str = "dummy.0") -> Chunk:
-    times = times if times is not None else [T0] * len(bodies)
-    return Chunk(tag, "dummy.0", times, bodies)
+chunk = make_chunk
 
 
-def flush(plugin: File, c: Chunk) -> Any:
-    return asyncio.run(plugin.flush(c))
 
 
 def test_registered() -> None:
@@ -134,21 +117,21 @@ def _umask() -> int:
     return mask
 
 
-def test_missing_directory_without_mkdir_is_an_error(
+def test_missing_directory_without_mkdir_is_retried(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     plugin = make(path=str(tmp_path / "missing"), file="f.log")
     with caplog.at_level(logging.ERROR):
-        assert flush(plugin, chunk([{"a": 1}])) is Status.ERROR
+        assert flush(plugin, chunk([{"a": 1}])) is Status.RETRY
     assert f"error opening: {tmp_path / 'missing' / 'f.log'}" in caplog.text
     assert not (tmp_path / "missing").exists()
 
 
-def test_path_through_a_regular_file_is_an_error(tmp_path: Path,
+def test_path_through_a_regular_file_is_retried(tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "plain_file").write_text("x")
     plugin = make(path=str(tmp_path / "plain_file" / "sub"), file="f.log", mkdir="on")
     with caplog.at_level(logging.ERROR):
-        assert flush(plugin, chunk([{"a": 1}])) is Status.ERROR
+        assert flush(plugin, chunk([{"a": 1}])) is Status.RETRY
     # fopen fails with ENOTDIR, not ENOENT: Fluent Bit does not try mkpath either.
     assert "Not a directory" in caplog.text
     assert "error opening:" in caplog.text

@@ -5,34 +5,22 @@ nothing; bad values are logged, not fatal; every flush returns FLB_OK."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import pytest
 
-from rillet.config.model import Section
-from rillet.config.options import resolve
 from rillet.engine.chunk import Chunk
-from rillet.engine.metrics import Counters
-from rillet.engine.plugin import Status, full_table, lookup
+from rillet.engine.plugin import Status, lookup
 from rillet.outputs import formats
 from rillet.outputs.null import Null
+from tests.plugin_kit import flush, make_plugin
 
 
 def make(**settings: str) -> Null:
-    section = Section("output", "test.conf", 1)
-    section.set("name", "null")
-    for key, value in settings.items():
-        section.set(key, value)
-    errors: list[str] = []
-    opts = resolve(section, full_table(Null), errors)
-    assert errors == []
-    return Null("null.0", opts, logging.getLogger("rillet.output:null:null.0"), Counters())
+    return make_plugin(Null, **settings)
 
 
-def flush(plugin: Null, c: Chunk) -> Any:
-    return asyncio.run(plugin.flush(c))
 
 
 CHUNK = Chunk("dummy.0", "dummy.0", [1, 2], [b'{"message":"dummy"}', {"a": 1}])

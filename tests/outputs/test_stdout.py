@@ -9,7 +9,6 @@ Expected output comes from plugins/out_stdout/stdout.c (fluent/fluent-bit): the 
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import sys
@@ -20,33 +19,19 @@ import pytest
 from rillet.config.model import Section
 from rillet.config.options import resolve
 from rillet.engine.chunk import Chunk
-from rillet.engine.metrics import Counters
 from rillet.engine.plugin import Status, full_table, lookup
 from rillet.outputs.stdout import Stdout
-
-T0 = 1_700_000_000_123_456_789
-T1 = 1_700_000_001_000_000_000
+from tests.plugin_kit import T0, T1, flush, make_chunk, make_plugin
 
 
 def make(**settings: str) -> Stdout:
-    section = Section("output", "test.conf", 1)
-    section.set("name", "stdout")
-    for key, value in settings.items():
-        section.set(key, value)
-    errors: list[str] = []
-    opts = resolve(section, full_table(Stdout), errors)
-    assert errors == []
-    return Stdout("stdout.0", opts, logging.getLogger("rillet.output:stdout:stdout.0"),
-                  Counters())
+    return make_plugin(Stdout, **settings)
 
 
 def chunk(bodies: list[Any], times: list[int] | None = None, tag: str = "dummy.0") -> Chunk:
-    times = times if times is not None else [T0 + i for i in range(len(bodies))]
-    return Chunk(tag, "dummy.0", times, bodies)
+    return make_chunk(bodies, times or [T0 + i for i in range(len(bodies))], tag)
 
 
-def flush(plugin: Stdout, c: Chunk) -> Any:
-    return asyncio.run(plugin.flush(c))
 
 
 def test_registered() -> None:
