@@ -74,7 +74,3 @@ def get(component: str, level: str | None = None) -> logging.Logger:
         logger.setLevel(LEVELS[level.lower()])
     return logger
 
-
-def trace(logger: logging.Logger, msg: str, *args: object) -> None:
-    if logger.isEnabledFor(TRACE):
-        logger.log(TRACE, msg, *args)

@@ -99,6 +99,7 @@ class ConfigModel:
         return cls(service=Section("service", file, 0))
 
     def pipeline(self) -> list[Section]:
+        """Inputs, filters and outputs, in that order."""
         return [*self.inputs, *self.filters, *self.outputs]
 
 

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rillet import log as rlog
@@ -81,7 +81,6 @@ class _InputRuntime(InputContext):
         self.paused_since = 0.0
         self.paused_seconds = 0.0
         self.task: asyncio.Task[None] | None = None
-        self.finished = False
         self.pauses = 0
         self._next_pause_log = 0.0
 
@@ -136,7 +135,6 @@ class _InputRuntime(InputContext):
 class ShutdownReport:
     undelivered_chunks: int = 0
     undelivered_records: int = 0
-    reasons: list[str] = field(default_factory=list)
 
 
 class Engine:
@@ -220,8 +218,6 @@ class Engine:
         except Exception:
             rt.inst.log.exception("input failed")
             rt.inst.counters.add("errors")
-        finally:
-            rt.finished = True
 
     async def _stop_inputs(self) -> None:
         for rt in self.inputs:
@@ -440,7 +436,7 @@ class Engine:
 def _split(result: Any, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]],
                                           list[str]]:
     """Normalise a flush result to (retry ranges, error ranges, error reasons)."""
-    if result is Status.OK or result == Status.OK:
+    if result == Status.OK:
         return [], [], []
     if isinstance(result, Partial):
         retry: list[tuple[int, int]] = []

@@ -29,14 +29,11 @@ import os
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-import orjson
-
 from rillet.config.options import Option, T
-from rillet.engine.chunk import Body, Chunk
+from rillet.engine.chunk import Body, Chunk, body_dict
 from rillet.engine.plugin import FlushResult, Output, Status, register
 from rillet.outputs import formats
 
-_loads = orjson.loads
 _NS = 1_000_000_000
 _MISSING = object()
 
@@ -240,7 +237,7 @@ class File(Output):
         mp = formats.mp_print
         out: list[str] = []
         for t, body in zip(times, bodies, strict=True):
-            m = body if isinstance(body, dict) else _loads(body)
+            m = body_dict(body)
             if header:  # consumed by the first record even when it has no keys
                 header = False
                 if m:
@@ -249,7 +246,7 @@ class File(Output):
                 continue
             sec, nsec = divmod(t, _NS)
             out.append(f"{sec}.{nsec:09d}{d}" + d.join(
-                ['"' + v + '"' if type(v) is str else mp(v) for v in m.values()]) + "\n")
+                [mp(v) for v in m.values()]) + "\n")
         return "".join(out)
 
     def _ltsv(self, times: Sequence[int], bodies: Sequence[Body]) -> str:
@@ -258,13 +255,12 @@ class File(Output):
         c_float = formats.c_float
         out: list[str] = []
         for t, body in zip(times, bodies, strict=True):
-            m = body if isinstance(body, dict) else _loads(body)
+            m = body_dict(body)
             if not m:
                 continue
             sec, nsec = divmod(t, _NS)
             out.append(f'"time"{ld}{c_float(sec + nsec / 1e9)}{d}' + d.join(
-                [('"' + k + '"' if type(k) is str else mp(k)) + ld
-                 + ('"' + v + '"' if type(v) is str else mp(v)) for k, v in m.items()]) + "\n")
+                [mp(k) + ld + mp(v) for k, v in m.items()]) + "\n")
         return "".join(out)
 
     def _template(self, times: Sequence[int], bodies: Sequence[Body]) -> str:
@@ -274,7 +270,7 @@ class File(Output):
         out: list[str] = []
         append = out.append
         for t, body in zip(times, bodies, strict=True):
-            m = body if isinstance(body, dict) else _loads(body)
+            m = body_dict(body)
             for kind, text in segments:
                 if kind == _LITERAL:
                     append(text)

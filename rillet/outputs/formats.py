@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from rillet.config.options import Option, T
-from rillet.engine.chunk import Body
+from rillet.engine.chunk import Body, bodies_json, body_dict
 
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -172,17 +172,6 @@ def c_float(x: float) -> str:
     return f"{x:f}"
 
 
-def split_time(t: int) -> tuple[int, int]:
-    """Nanosecond timestamp -> (seconds, nanoseconds)."""
-    return divmod(t, _NS)
-
-
-def time_double(t: int) -> float:
-    """``flb_time_to_double``: ``(double) tv_sec + (double) tv_nsec / 1e9``."""
-    sec, nsec = divmod(t, _NS)
-    return sec + nsec / 1e9
-
-
 # --- JSON text: orjson output -> msgpack2json output ---------------------------------------
 
 # Every digit followed by '.', 'e' or 'E' shows as b"0." after this translation: the cheap test
@@ -265,8 +254,7 @@ def fb_json_text(buf: bytes) -> bytes:
 
 def render_bodies(bodies: Sequence[Body]) -> tuple[list[bytes], bytes]:
     """Fluent Bit's JSON text of every body, and the same texts joined with newlines."""
-    dumps = _dumps
-    raw = [b if type(b) is bytes else dumps(b) for b in bodies]
+    raw = bodies_json(bodies)
     joined = b"\n".join(raw)
     fixed = fb_json_text(joined)
     if fixed is joined:
@@ -441,14 +429,13 @@ def _mp_map(d: dict[Any, Any]) -> str:
         return "{}"
     items = []
     for k, v in d.items():
-        ks = '"' + k + '"' if type(k) is str else mp_print(k)
-        items.append(ks + "=>" + ('"' + v + '"' if type(v) is str else mp_print(v)))
+        items.append(mp_print(k) + "=>" + mp_print(v))
     return "{" + ", ".join(items) + "}"
 
 
 def mp_print_body(body: Body) -> str:
     """``msgpack_object_print`` of a record body (dict or JSON text)."""
-    return _mp_map(body if isinstance(body, dict) else _loads(body))
+    return _mp_map(body_dict(body))
 
 
 def _int32(sec: int) -> int:
@@ -463,7 +450,6 @@ def stdout_msgpack_lines(tag: str, times: Sequence[int], bodies: Sequence[Body])
     ``printf("[%zd] %s: [[", cnt++, tag); printf("%"PRId32".%09lu, ", (int32_t) sec, nsec);
     msgpack_object_print(metadata); printf("], "); msgpack_object_print(body); printf("]\\n")``
     """
-    loads = _loads
     lines: list[str] = []
     append = lines.append
     last: Body | None = None
@@ -473,7 +459,7 @@ def stdout_msgpack_lines(tag: str, times: Sequence[int], bodies: Sequence[Body])
         if not -0x80000000 <= sec <= 0x7FFFFFFF:
             sec = _int32(sec)
         if body is not last:  # inputs often repeat one body object (dummy)
-            text = _mp_map(body if isinstance(body, dict) else loads(body))
+            text = _mp_map(body_dict(body))
             last = body
         append(f"[{i}] {tag}: [[{sec}.{nsec:09d}, {{}}], {text}]\n")
     return "".join(lines).encode("utf-8", "surrogateescape")
@@ -484,20 +470,26 @@ def stdout_msgpack_lines(tag: str, times: Sequence[int], bodies: Sequence[Body])
 _pack_be = struct.pack
 
 
+def _head(out: bytearray, n: int, fix: int, fix_limit: int, code8: int | None, code16: int,
+          code32: int) -> None:
+    """A length header in its smallest form: fixed (``fix | n`` below ``fix_limit``), then the
+    8-bit form where the type has one, then 16 and 32 bits."""
+    if n < fix_limit:
+        out.append(fix | n)
+    elif code8 is not None and n < 0x100:
+        out += bytes((code8, n))
+    elif n < 0x10000:
+        out += bytes((code16,)) + _pack_be(">H", n)
+    else:
+        out += bytes((code32,)) + _pack_be(">I", n)
+
+
 def _pack(v: Any, out: bytearray) -> None:
     """msgpack-c's packer rules: smallest int form, float64, str8/16/32, fix/16/32 containers."""
     t = type(v)
     if t is str:
         data = v.encode("utf-8", "surrogateescape")
-        n = len(data)
-        if n < 32:
-            out.append(0xA0 | n)
-        elif n < 0x100:
-            out += b"\xd9" + bytes((n,))
-        elif n < 0x10000:
-            out += b"\xda" + _pack_be(">H", n)
-        else:
-            out += b"\xdb" + _pack_be(">I", n)
+        _head(out, len(data), 0xA0, 32, 0xD9, 0xDA, 0xDB)
         out += data
     elif t is int:
         if 0 <= v < 0x80:
@@ -522,13 +514,7 @@ def _pack(v: Any, out: bytearray) -> None:
         else:
             out += b"\xd3" + _pack_be(">q", v)
     elif t is dict:
-        n = len(v)
-        if n < 16:
-            out.append(0x80 | n)
-        elif n < 0x10000:
-            out += b"\xde" + _pack_be(">H", n)
-        else:
-            out += b"\xdf" + _pack_be(">I", n)
+        _head(out, len(v), 0x80, 16, None, 0xDE, 0xDF)
         for k, x in v.items():
             _pack(k, out)
             _pack(x, out)
@@ -539,24 +525,12 @@ def _pack(v: Any, out: bytearray) -> None:
     elif v is None:
         out.append(0xC0)
     elif t is list or t is tuple:
-        n = len(v)
-        if n < 16:
-            out.append(0x90 | n)
-        elif n < 0x10000:
-            out += b"\xdc" + _pack_be(">H", n)
-        else:
-            out += b"\xdd" + _pack_be(">I", n)
+        _head(out, len(v), 0x90, 16, None, 0xDC, 0xDD)
         for x in v:
             _pack(x, out)
     elif isinstance(v, bytes | bytearray | memoryview):
         data = bytes(v)
-        n = len(data)
-        if n < 0x100:
-            out += b"\xc4" + bytes((n,))
-        elif n < 0x10000:
-            out += b"\xc5" + _pack_be(">H", n)
-        else:
-            out += b"\xc6" + _pack_be(">I", n)
+        _head(out, len(data), 0, 0, 0xC4, 0xC5, 0xC6)
         out += data
     else:
         _pack(str(v), out)
@@ -568,9 +542,8 @@ def pack_records(times: Sequence[int], bodies: Sequence[Body]) -> bytes:
     The timestamp is msgpack ext type 0 (fixext8: big-endian seconds and nanoseconds).
     """
     out = bytearray()
-    loads = _loads
     for t, body in zip(times, bodies, strict=True):
         sec, nsec = divmod(t, _NS)
         out += b"\x92\x92\xd7\x00" + _pack_be(">II", sec & 0xFFFFFFFF, nsec) + b"\x80"
-        _pack(body if isinstance(body, dict) else loads(body), out)
+        _pack(body_dict(body), out)
     return bytes(out)

@@ -74,11 +74,7 @@ class Sink:
         self.delivered: list[Any] = []
         self.script = script
         self.gate: asyncio.Event | None = None  # when set, flush waits for it
-        self.changed = asyncio.Event()
         self.stopped = False
-
-    def bodies(self) -> list[Any]:
-        return list(self.delivered)
 
 
 @register
@@ -115,7 +111,6 @@ class SinkOutput(Output):
                 if status != Status.OK:
                     failed.update(range(start, stop))
             sink.delivered.extend(b for i, b in enumerate(chunk.bodies) if i not in failed)
-        sink.changed.set()
         return result
 
 
