@@ -20,6 +20,7 @@ from rillet.engine.plugin import Output, Plugin
 from rillet.engine.router import Matcher
 from rillet.engine.service import SERVICE_OPTIONS
 from rillet.parsers import definitions
+from rillet.parsers.registry import ParserRegistry
 
 UNLIMITED: None = None
 
@@ -78,7 +79,7 @@ class Pipeline:
     outputs: list[OutputInstance]
     metrics: Registry
     model: ConfigModel
-    parsers: dict[str, Options] = field(default_factory=dict)
+    parsers: ParserRegistry = field(default_factory=ParserRegistry)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -103,7 +104,7 @@ class _Made:
 
 
 def _make(section: Section, errors: list[str], seen: dict[str, int],
-          metrics: Registry) -> _Made | None:
+          metrics: Registry, parsers: ParserRegistry) -> _Made | None:
     kind = section.kind
     name = section.name
     if not name:
@@ -124,7 +125,7 @@ def _make(section: Section, errors: list[str], seen: dict[str, int],
     counters = metrics.counters(kind, instance)
     logger = rlog.get(f"{kind}:{cls.name}:{instance}", opts.get("log_level"))
     try:
-        obj = cls(instance, opts, logger, counters)
+        obj = cls(instance, opts, logger, counters, parsers)
     except ValueError as exc:
         errors.append(f"{section.file}:{section.line}: {section.label}: {exc}")
         return None
@@ -136,7 +137,8 @@ def build(model: ConfigModel) -> Pipeline:
     errors: list[str] = []
     warnings: list[str] = list(model.warnings)
     service = resolve(model.service, SERVICE_OPTIONS, errors, ignore=())
-    parsers = definitions.validate(model, errors)
+    parser_defs, multiline_defs = definitions.validate(model, errors)
+    parsers = ParserRegistry(parser_defs, multiline_defs)
     metrics = Registry()
     seen: dict[str, int] = {}
     inputs: list[InputInstance] = []
@@ -144,7 +146,7 @@ def build(model: ConfigModel) -> Pipeline:
     outputs: list[OutputInstance] = []
 
     for section in model.inputs:
-        made = _make(section, errors, seen, metrics)
+        made = _make(section, errors, seen, metrics, parsers)
         if made is None:
             continue
         opts = made.opts
@@ -153,7 +155,7 @@ def build(model: ConfigModel) -> Pipeline:
                                     tag=opts.get("tag") or made.name,
                                     mem_buf_limit=opts["mem_buf_limit"]))
     for section in model.filters:
-        made = _make(section, errors, seen, metrics)
+        made = _make(section, errors, seen, metrics, parsers)
         if made is None:
             continue
         matcher = _matcher(section, made.opts, errors)
@@ -163,7 +165,7 @@ def build(model: ConfigModel) -> Pipeline:
         filters.append(FilterInstance("filter", made.name, made.cls.name, section, made.opts,
                                       made.plugin, made.counters, made.log, matcher=matcher))
     for section in model.outputs:
-        made = _make(section, errors, seen, metrics)
+        made = _make(section, errors, seen, metrics, parsers)
         if made is None:
             continue
         opts = made.opts

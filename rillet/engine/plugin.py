@@ -24,6 +24,7 @@ from rillet.log import LEVEL_CHOICES
 if TYPE_CHECKING:
     from rillet.engine.chunk import Batch, Chunk
     from rillet.engine.metrics import Counters
+    from rillet.parsers.registry import ParserRegistry
 
 
 class Status(enum.IntEnum):
@@ -60,13 +61,20 @@ class Plugin:
     options: ClassVar[OptionTable] = ()
 
     def __init__(self, instance: str, opts: Options, log: logging.Logger,
-                 counters: Counters) -> None:
+                 counters: Counters, parsers: ParserRegistry | None = None) -> None:
         """Check option combinations here and raise ``ValueError`` with a reason: that is a
-        configuration error reported at startup and by ``--dry-run``."""
+        configuration error reported at startup and by ``--dry-run``.
+
+        ``parsers`` holds the pipeline's parser definitions (built-in and the user's); look up
+        the parsers an instance names here, so that an unknown name fails at startup."""
         self.instance = instance
         self.opts = opts
         self.log = log
         self.counters = counters
+        if parsers is None:
+            from rillet.parsers.registry import ParserRegistry
+            parsers = ParserRegistry()
+        self.parsers = parsers
 
 
 class InputContext:

@@ -129,9 +129,11 @@ def _check_multiline(section: Section, opts: Options, known: set[str],
 
 
 def validate(model: ConfigModel, errors: list[str],
-             builtin: Iterable[str] = ()) -> dict[str, Options]:
-    """Check every parser definition; return the parsers by name (later definitions win)."""
+             builtin: Iterable[str] = ()) -> tuple[dict[str, Options], dict[str, Options]]:
+    """Check every parser definition; return the parsers and the multiline parsers by name
+    (later definitions win)."""
     parsers: dict[str, Options] = {}
+    multiline: dict[str, Options] = {}
     for section in model.parsers:
         opts = resolve(section, PARSER_OPTIONS, errors, ignore=())
         _check_parser(section, opts, errors)
@@ -141,4 +143,6 @@ def validate(model: ConfigModel, errors: list[str],
     for section in model.multiline_parsers:
         opts = resolve(section, MULTILINE_OPTIONS, errors, ignore=())
         _check_multiline(section, opts, known, errors)
-    return parsers
+        if opts["name"]:
+            multiline[opts["name"]] = opts
+    return parsers, multiline

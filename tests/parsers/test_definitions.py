@@ -35,7 +35,7 @@ def check(*sections: Section) -> list[str]:
 
 def test_valid_definitions() -> None:
     errors: list[str] = []
-    parsers = validate(model_of(
+    parsers, _ = validate(model_of(
         sec("parser", ("name", "nginx"), ("format", "regex"),
             ("regex", r"^(?<remote>[^ ]*) (?<rest>.*)$"), ("time_key", "time"),
             ("time_format", "%d/%b/%Y:%H:%M:%S %z")),
@@ -104,7 +104,7 @@ def test_fluent_bits_own_parsers_files_validate(tmp_path: Path, rel: str) -> Non
     conf.write_text(f"[SERVICE]\n    Parsers_File {SHARED / rel}\n")
     model = load_config(str(conf))
     errors: list[str] = []
-    parsers = validate(model, errors)
+    parsers, _ = validate(model, errors)
     assert errors == []
     assert len(parsers) == len(model.parsers) > 0
 
