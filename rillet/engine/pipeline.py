@@ -7,7 +7,6 @@ reported together as ``file:line: section: key: reason`` lines (one :class:`Conf
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from rillet.engine.plugin import Output, Plugin
 from rillet.engine.router import Matcher
 from rillet.engine.service import SERVICE_OPTIONS
 from rillet.parsers import definitions
+from rillet.parsers.regex import RegexError
 from rillet.parsers.registry import ParserRegistry
 
 UNLIMITED: None = None
@@ -87,9 +87,9 @@ def _matcher(section: Section, opts: Options, errors: list[str]) -> Matcher:
     regex = opts.get("match_regex")
     try:
         return Matcher(opts.get("match"), regex)
-    except re.error as exc:
+    except RegexError as exc:
         errors.append(entry_error(section, section.find("match_regex"), "match_regex",
-                                  f"invalid regular expression: {exc}"))
+                                  str(exc)))
         return Matcher(opts.get("match"), None)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from rillet.parsers.regex import compile_ruby
+
 
 def match_pattern(pattern: str, tag: str) -> bool:
     """``router_match``: glob with ``*`` only."""
@@ -30,8 +32,9 @@ class Matcher:
     def __init__(self, pattern: str | None, regex: str | None) -> None:
         self.pattern = pattern
         self.regex = regex
-        # A Match_Regex pattern is anchored at the start only (Onigmo onig_match at 0).
-        self._rx = re.compile(regex) if regex else None
+        # A Match_Regex pattern is Onigmo (Ruby) syntax, anchored at the start only
+        # (onig_match at 0). Raises RegexError (a ValueError) when it cannot be translated.
+        self._rx = compile_ruby(regex) if regex else None
 
     def __call__(self, tag: str) -> bool:
         if self._rx is not None and self._rx.match(tag):

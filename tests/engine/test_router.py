@@ -1,7 +1,12 @@
 """Fluent Bit's Match / Match_Regex semantics (reference §1c)."""
 
+from pathlib import Path
+
 import pytest
 
+from rillet.config.loader import load_config
+from rillet.config.model import ConfigError
+from rillet.engine.pipeline import build
 from rillet.engine.router import Matcher, match_pattern
 
 
@@ -45,3 +50,19 @@ def test_regex_then_pattern() -> None:
 def test_no_rule_matches_nothing() -> None:
     m = Matcher(None, None)
     assert m.empty and not m("x")
+
+
+def test_match_regex_is_ruby_syntax() -> None:
+    m = Matcher(None, r"kube\.(?<ns>[^.]+)\.\h+")
+    assert m("kube.default.beef")
+    assert not m("kube.default.zz")
+
+
+def test_untranslatable_match_regex_is_a_config_error(tmp_path: Path) -> None:
+    conf = tmp_path / "a.conf"
+    conf.write_text("[INPUT]\n    Name dummy\n[OUTPUT]\n    Name null\n"
+                    "    Match_Regex kube\\Gx\n")
+    with pytest.raises(ConfigError) as info:
+        build(load_config(str(conf)))
+    assert info.value.errors == [f"{conf}:5: [OUTPUT] null: match_regex: "
+                                 "unsupported construct \\G (match start anchor)"]
