@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rillet import __version__
@@ -19,6 +19,10 @@ from rillet.engine import plugin as plugins
 
 USAGE = """\
 Usage: rillet [OPTION]
+       rillet check -c FILE [--strict]      check a configuration (exit 0 ok, 1 warnings
+                                           with --strict, 2 errors)
+       rillet trace -c FILE --line LINE     show what the pipeline does to a line
+       rillet top [-H HOST] [-P PORT]       live view of a running agent
 
 Available Options
   -c  --config=FILE       specify an optional configuration file
@@ -36,6 +40,7 @@ Available Options
   -q, --quiet             quiet mode
   -H, --http              enable monitoring HTTP server
   -P, --port              set HTTP server TCP port (default: 2020)
+  -Y, --enable-hot-reload enable hot reloading (SIGHUP, POST /api/v2/reload)
   -V, --version           show version number
   -h, --help              print this help, or a plugin's options: -h NAME / -i NAME -h
 
@@ -53,7 +58,7 @@ _WITH_VALUE = {"-c": "config", "-i": "input", "-F": "filter", "-o": "output", "-
                "-P": "port"}
 _LONG = {v: k for k, v in _WITH_VALUE.items()}
 _FLAGS = {"-D": "dry-run", "-v": "verbose", "-q": "quiet", "-H": "http", "-V": "version",
-          "-h": "help", "-vv": "trace"}
+          "-h": "help", "-vv": "trace", "-Y": "enable-hot-reload"}
 _LONG_FLAGS = {v: k for k, v in _FLAGS.items()}
 
 
@@ -159,6 +164,8 @@ def parse_args(argv: Sequence[str]) -> Args:
             args.service.append(("http_port", value or ""))
         elif flag == "-H":
             args.service.append(("http_server", "on"))
+        elif flag == "-Y":
+            args.service.append(("hot_reload", "on"))
         elif flag == "-D":
             args.dry_run = True
         elif flag == "-v":
@@ -218,6 +225,12 @@ def build_model(args: Args) -> ConfigModel:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _COMMANDS:
+        import importlib
+
+        command = importlib.import_module(f"rillet.commands.{argv[0]}")
+        code: int = command.main(list(argv[1:]))
+        return code
     # Bare words after -h name a plugin: "rillet -h tail".
     argv = list(argv)
     help_name: str | None = None
@@ -255,24 +268,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         logger.error("%s", exc)
         return 1
-    for warning in pipeline.warnings:
+    warnings = list(pipeline.warnings)
+    if args.dry_run:
+        # The dry run gives `rillet check`'s warnings too (its exit codes stay fluent-bit's).
+        from rillet.commands.check import warnings_for
+
+        warnings += [w for w in warnings_for(model) if w not in warnings]
+    for warning in warnings:
         logger.warning("%s", warning)
     if args.dry_run:
         print("configuration test is successful")
         return 0
     service = pipeline.service
     rlog.setup(service["log_level"], path=service["log_file"])
-    return asyncio.run(_run(pipeline))
+
+    def load() -> object:
+        return build(build_model(args))
+
+    return asyncio.run(_run(pipeline, load))
 
 
-async def _run(pipeline: object) -> int:
-    from rillet.engine.engine import Engine, install_signal_handlers
+# Subcommands: `rillet check ...`, `rillet trace ...`, `rillet top ...`.
+_COMMANDS = ("check", "trace", "top")
+
+
+async def _run(pipeline: object, load: Callable[[], object] | None = None) -> int:
     from rillet.engine.pipeline import Pipeline
+    from rillet.monitor.agent import Agent
 
     assert isinstance(pipeline, Pipeline)
-    engine = Engine(pipeline)
-    install_signal_handlers(engine, asyncio.get_running_loop())
-    return await engine.run()
+
+    def loader() -> Pipeline:
+        assert load is not None
+        new = load()
+        assert isinstance(new, Pipeline)
+        return new
+
+    agent = Agent(pipeline, loader if load is not None else None)
+    return await agent.run()
 
 
 if __name__ == "__main__":  # pragma: no cover

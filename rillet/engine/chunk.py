@@ -47,6 +47,40 @@ def bodies_fragments(bodies: Sequence[Body]) -> list[Any]:
     return [frag(b) if type(b) is bytes else b for b in bodies]
 
 
+class AckRef:
+    """An input's acknowledgement token shared by every batch that carries some of its records.
+
+    The engine wraps a batch's token in one before the filters of a route with a filter that
+    holds records back between batches (``Filter.holds_records``, e.g. ``multiline``). Such a
+    filter may then attach the ref to several batches (``hold()`` once per extra batch, or keep a
+    hold itself while records are pending); the input is acknowledged when the last holder is
+    done, with ``complete`` False if any of them gave records up.
+    """
+
+    __slots__ = ("complete", "holds", "owner", "token")
+
+    def __init__(self, token: Any, owner: Any = None) -> None:
+        self.token = token
+        self.owner = owner  # the engine's runtime of the input that made the token
+        self.holds = 1
+        self.complete = True
+
+    def hold(self, n: int = 1) -> AckRef:
+        self.holds += n
+        return self
+
+    def release(self, complete: bool) -> bool:
+        """Drop one hold; True when it was the last (the input may now be acknowledged)."""
+        self.holds -= 1
+        if not complete:
+            self.complete = False
+        return self.holds <= 0
+
+
+class AckList(list[Any]):
+    """Several acknowledgement tokens (AckRefs) riding on one batch."""
+
+
 @dataclass(slots=True)
 class Batch:
     """Records of one tag, produced together (e.g. one read of one file)."""
@@ -83,8 +117,12 @@ class Chunk:
         self.times.extend(batch.times)
         self.bodies.extend(batch.bodies)
         self.size += batch.size
-        if batch.ack is not None:
-            self.acks.append(batch.ack)
+        ack = batch.ack
+        if ack is not None:
+            if type(ack) is AckList:
+                self.acks.extend(ack)
+            else:
+                self.acks.append(ack)
 
     def subset(self, ranges: Sequence[tuple[int, int]]) -> Chunk:
         """A chunk with only the records in ``ranges`` (same tag, id and input; no acks)."""

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rillet import log as rlog
-from rillet.engine.chunk import Batch, Chunk
+from rillet.engine.chunk import AckList, AckRef, Batch, Chunk
+from rillet.engine.metrics import OutputState
 from rillet.engine.pipeline import FilterInstance, InputInstance, OutputInstance, Pipeline
 from rillet.engine.plugin import InputContext, Partial, Status
 from rillet.outputs import formats
@@ -46,6 +47,7 @@ _PAUSE_LOG_PERIOD = 10.0
 class _Route:
     filters: tuple[FilterInstance, ...]
     outputs: tuple[OutputInstance, ...]
+    holds: bool = False  # a filter keeps records between batches: share ack tokens (AckRef)
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +58,7 @@ class _Flight:
     source: _InputRuntime
     pending: int
     dropped: int = 0
+    born: float = 0.0  # time.time() when the chunk was opened (for the latency histogram)
 
 
 @dataclass(slots=True, eq=False)
@@ -82,6 +85,7 @@ class _InputRuntime(InputContext):
         self.paused_seconds = 0.0
         self.task: asyncio.Task[None] | None = None
         self.pauses = 0
+        self.born: dict[str, float] = {}  # tag -> time.time() its open chunk was created
         self._next_pause_log = 0.0
 
     # -- InputContext -------------------------------------------------------------------------
@@ -158,6 +162,12 @@ class Engine:
         self.report = ShutdownReport()
         self.stop_reason = ""
         self.started = asyncio.Event()
+        self.started_at = time.time()
+        # Per-output delivery progress, read by the monitoring API (rillet/monitor/).
+        self.output_states: dict[str, OutputState] = {o.name: OutputState()
+                                                      for o in pipeline.outputs}
+        self._ostate: dict[OutputInstance, OutputState] = {
+            o: self.output_states[o.name] for o in pipeline.outputs}
         formats.configure(escape_unicode=service["json.escape_unicode"],
                           convert_nan_to_null=service["json.convert_nan_to_null"])
 
@@ -189,6 +199,7 @@ class Engine:
         await self._stop.wait()
         _log.info("stopping: %s", self.stop_reason or "requested")
         await self._stop_inputs()
+        self._tick_filters(final=True)
         await self._drain()
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -204,6 +215,11 @@ class Engine:
                 await inst.plugin.stop()
             except Exception:
                 inst.log.exception("error while stopping")
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested: inputs are stopping or the engine is draining."""
+        return self._stop.is_set()
 
     def request_stop(self, reason: str = "") -> None:
         if not self._stop.is_set():
@@ -263,6 +279,7 @@ class Engine:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
+            self._tick_filters(final=False)
             for rt in self.inputs:
                 if rt.open:
                     self._dispatch_open(rt)
@@ -274,16 +291,25 @@ class Engine:
             p = self.pipeline
             route = _Route(tuple(f for f in p.filters if f.matcher(tag)),
                            tuple(o for o in p.outputs if o.matcher(tag)))
+            route.holds = any(f.plugin.holds_records for f in route.filters)
             rt.routes[tag] = route
         return route
 
-    def _ingest(self, rt: _InputRuntime, batch: Batch) -> None:
-        n = len(batch.bodies)
-        counters = rt.inst.counters
-        counters["records"] += n
-        counters["bytes"] += batch.size
+    def _ingest(self, rt: _InputRuntime, batch: Batch,
+                resume: FilterInstance | None = None) -> None:
+        """Run ``batch`` through its route's filters (those after ``resume`` when that filter
+        releases held records) into the input's open chunk."""
         route = self._route(rt, batch.tag)
-        for flt in route.filters:
+        filters = route.filters
+        if resume is None:
+            counters = rt.inst.counters
+            counters["records"] += len(batch.bodies)
+            counters["bytes"] += batch.size
+            if route.holds and batch.ack is not None and type(batch.ack) is not AckRef:
+                batch.ack = AckRef(batch.ack, rt)
+        else:
+            filters = filters[filters.index(resume) + 1:]
+        for flt in filters:
             fc = flt.counters
             fc["records"] += len(batch.bodies)
             fc["bytes"] += batch.size
@@ -306,14 +332,16 @@ class Engine:
         if not batch.bodies or not route.outputs:
             # Filtered out or routed nowhere: final right away (Fluent Bit drops unmatched data).
             if batch.ack is not None:
-                rt.inst.plugin.on_ack(batch.ack, True)
+                self._ack(rt, batch.ack, True)
             return
         chunk = rt.open.get(batch.tag)
         if chunk is None:
             chunk = rt.open[batch.tag] = Chunk(batch.tag, rt.inst.name)
+            rt.born[batch.tag] = time.time()
         chunk.append(batch)
         rt.add_inflight(batch.size)
-        if chunk.size >= CHUNK_MAX:
+        # add_inflight may have dispatched the open chunks already (the input just paused).
+        if chunk.size >= CHUNK_MAX and rt.open.get(batch.tag) is chunk:
             del rt.open[batch.tag]
             self._dispatch(rt, chunk)
 
@@ -326,9 +354,12 @@ class Engine:
 
     def _dispatch(self, rt: _InputRuntime, chunk: Chunk) -> None:
         outputs = self._route(rt, chunk.tag).outputs
-        flight = _Flight(chunk, rt, len(outputs))
+        now = time.time()
+        flight = _Flight(chunk, rt, len(outputs), born=rt.born.pop(chunk.tag, now))
         self.flights.add(flight)
+        n = len(chunk)
         for out in outputs:
+            self._ostate[out].add_pending(n, now)
             self._spawn(flight, out, chunk, 0)
 
     def _spawn(self, flight: _Flight, out: OutputInstance, chunk: Chunk, attempt: int) -> None:
@@ -351,9 +382,12 @@ class Engine:
         retry, errors, reasons = _split(result, n)
         failed = sum(b - a for a, b in retry) + sum(b - a for a, b in errors)
         ok = n - failed
+        state = self._ostate[out]
         if ok:
             counters["proc_records"] += ok
             counters["proc_bytes"] += chunk.size * ok // n
+            now = time.time()
+            state.delivered(flight.source.inst.name, now, max(0.0, now - flight.born))
         if errors:
             dropped = sum(b - a for a, b in errors)
             counters["errors"] += 1
@@ -366,6 +400,7 @@ class Engine:
             sub = chunk if retry == [(0, n)] else chunk.subset(retry)
             limit = out.retry_limit
             if limit is None or attempt < limit:
+                state.settle(n - len(sub))
                 self._schedule_retry(flight, out, sub, attempt + 1)
                 return
             counters["retries_failed"] += 1
@@ -374,6 +409,7 @@ class Engine:
             _log.warning("chunk '%d' cannot be retried: task_id=%d, input=%s > output=%s, "
                          "%d records dropped", chunk.id, chunk.id, flight.source.inst.name,
                             out.name, len(sub))
+        state.settle(n)
         self._route_done(flight)
 
     def _schedule_retry(self, flight: _Flight, out: OutputInstance, chunk: Chunk,
@@ -413,14 +449,55 @@ class Engine:
         rt = flight.source
         rt.release(flight.chunk.size)
         complete = flight.dropped == 0
-        on_ack = rt.inst.plugin.on_ack
         for token in flight.chunk.acks:
-            try:
-                on_ack(token, complete)
-            except Exception:
-                rt.inst.log.exception("acknowledgement handler failed")
+            self._ack(rt, token, complete)
         if not self.flights:
             self._idle.set()
+
+    def _ack(self, rt: _InputRuntime, token: Any, complete: bool) -> None:
+        """Hand ``token`` back to its input; a shared AckRef only when its last holder is done."""
+        if type(token) is AckList:
+            for item in token:
+                self._ack(rt, item, complete)
+            return
+        if type(token) is AckRef:
+            if not token.release(complete):
+                return
+            if isinstance(token.owner, _InputRuntime):
+                rt = token.owner
+            complete, token = token.complete, token.token
+        try:
+            rt.inst.plugin.on_ack(token, complete)
+        except Exception:
+            rt.inst.log.exception("acknowledgement handler failed")
+
+    def _tick_filters(self, final: bool) -> None:
+        """Let filters that hold records release them (by time, or all when ``final``)."""
+        for flt in self.pipeline.filters:
+            if not flt.plugin.holds_records:
+                continue
+            try:
+                batches = flt.plugin.tick(final)
+            except Exception:
+                flt.log.exception("filter tick failed")
+                flt.counters.add("errors")
+                continue
+            for batch in batches:
+                # Continue on the route of an input that sent this tag through this filter.
+                rt = next((r for r in self.inputs if flt in self._routed(r, batch.tag)), None)
+                if rt is None:
+                    rt = self.inputs[0] if self.inputs else None
+                if rt is None:
+                    continue
+                if flt in self._route(rt, batch.tag).filters:
+                    self._ingest(rt, batch, resume=flt)
+                elif batch.ack is not None:
+                    self._ack(rt, batch.ack, True)
+
+    @staticmethod
+    def _routed(rt: _InputRuntime, tag: str) -> tuple[FilterInstance, ...]:
+        route = rt.routes.get(tag)
+        return route.filters if route is not None else ()
 
     # -- introspection ------------------------------------------------------------------------
     def input_state(self) -> dict[str, dict[str, Any]]:

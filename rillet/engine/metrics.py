@@ -42,3 +42,71 @@ class Registry:
     def snapshot(self) -> dict[str, dict[str, dict[str, int]]]:
         return {kind: {name: dict(c) for name, c in group.items()}
                 for kind, group in self.groups.items()}
+
+
+# Fluent Bit's fluentbit_output_latency_seconds buckets (flb_output.c), in seconds.
+LATENCY_BUCKETS = (0.5, 1.0, 1.5, 2.5, 5.0, 10.0, 20.0, 30.0)
+
+
+class Histogram:
+    """Cumulative-bucket histogram (Prometheus semantics: ``le`` upper bounds, then +Inf)."""
+
+    __slots__ = ("bounds", "count", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket (not cumulative); last is +Inf
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        i = 0
+        for bound in self.bounds:
+            if value <= bound:
+                break
+            i += 1
+        self.counts[i] += 1
+        self.count += 1
+        self.sum += value
+
+    def cumulative(self) -> list[int]:
+        out: list[int] = []
+        total = 0
+        for c in self.counts:
+            total += c
+            out.append(total)
+        return out
+
+
+class OutputState:
+    """Delivery progress of one output: what the monitoring API's stall detection reads.
+
+    ``pending`` counts records dispatched to the output and not yet final for it (delivered,
+    dropped or given up); ``pending_since`` is when it last went from 0 to more than 0;
+    ``last_success`` is the wall-clock time of the last flush that delivered records (0 = never).
+    Times are ``time.time()`` seconds. ``latency`` holds, per input name, the seconds from a
+    chunk's creation to its successful delivery by this output.
+    """
+
+    __slots__ = ("last_success", "latency", "pending", "pending_since")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.pending_since = 0.0
+        self.last_success = 0.0
+        self.latency: dict[str, Histogram] = {}
+
+    def add_pending(self, n: int, now: float) -> None:
+        if self.pending <= 0:
+            self.pending_since = now
+        self.pending += n
+
+    def settle(self, n: int) -> None:
+        self.pending = max(0, self.pending - n)
+
+    def delivered(self, input_name: str, now: float, latency: float) -> None:
+        self.last_success = now
+        hist = self.latency.get(input_name)
+        if hist is None:
+            hist = self.latency[input_name] = Histogram()
+        hist.observe(latency)

@@ -20,7 +20,7 @@ from rillet.engine.router import Matcher
 from rillet.engine.service import SERVICE_OPTIONS
 from rillet.parsers import definitions
 from rillet.parsers.regex import RegexError
-from rillet.parsers.registry import ParserRegistry
+from rillet.parsers.registry import ParserRegistry, builtin_names
 
 UNLIMITED: None = None
 
@@ -137,8 +137,8 @@ def build(model: ConfigModel) -> Pipeline:
     errors: list[str] = []
     warnings: list[str] = list(model.warnings)
     service = resolve(model.service, SERVICE_OPTIONS, errors, ignore=())
-    parser_defs, multiline_defs = definitions.validate(model, errors)
-    parsers = ParserRegistry(parser_defs, multiline_defs)
+    parser_defs, multiline_defs = definitions.validate(model, errors, builtin=builtin_names())
+    parsers = ParserRegistry(parser_defs, multiline_defs)  # built-in parsers + the user's
     metrics = Registry()
     seen: dict[str, int] = {}
     inputs: list[InputInstance] = []

@@ -115,10 +115,19 @@ class Input(Plugin):
 
 class Filter(Plugin):
     kind = "filter"
+    # A filter that keeps records between batches (multiline) sets this. The engine then hands
+    # it each batch's ack token wrapped in a shareable ``chunk.AckRef``, calls ``tick()`` on
+    # every flush tick and ``tick(final=True)`` once when the inputs have stopped.
+    holds_records: ClassVar[bool] = False
 
     def filter(self, batch: Batch) -> Batch:
         """Return the batch to pass on (the same object, a changed one, or an empty one)."""
         raise NotImplementedError
+
+    def tick(self, final: bool = False) -> list[Batch]:
+        """Records released by time (every held record when ``final``), as batches that go on
+        through the filters after this one."""
+        return []
 
     async def start(self) -> None:
         """Connect to what the filter needs (called once before inputs start)."""

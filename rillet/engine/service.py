@@ -10,6 +10,10 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a TCP port (0-65535)"
+
+
 def _not_yet(feature: str, issue: str):  # type: ignore[no-untyped-def]
     def check(value: bool) -> str | None:
         return f"{feature} is not available in this version ({issue})" if value else None
@@ -36,16 +40,17 @@ SERVICE_OPTIONS: tuple[Option, ...] = (
            "output"),
     Option("multiline_buffer_limit", T.SIZE, "2MB", "largest multiline message before "
            "truncation"),
-    Option("http_server", T.BOOL, "off", "monitoring HTTP server",
-           check=_not_yet("HTTP_Server", "the monitoring API comes with a later release")),
+    Option("http_server", T.BOOL, "off", "monitoring HTTP server (/api/v1, /api/v2)"),
     Option("http_listen", T.STR, "0.0.0.0", "monitoring server address"),
-    Option("http_port", T.INT, "2020", "monitoring server port"),
-    Option("health_check", T.BOOL, "off", "health endpoint rules (needs HTTP_Server)"),
+    Option("http_port", T.INT, "2020", "monitoring server port", check=_port),
+    Option("health_check", T.BOOL, "off", "serve /api/v1/health and /api/v2/health"),
     Option("hc_errors_count", T.INT, "5", "output errors per period before unhealthy"),
     Option("hc_retry_failure_count", T.INT, "5", "failed retries per period before unhealthy"),
-    Option("hc_period", T.INT, "60", "health check period, seconds"),
-    Option("hot_reload", T.BOOL, "off", "reload the configuration on SIGHUP",
-           check=_not_yet("Hot_Reload", "hot reload comes with a later release")),
+    Option("hc_period", T.INT, "60", "health check period, seconds", check=_positive),
+    Option("hc_stall_timeout", T.TIME, "300", "unhealthy when an output has had records pending "
+           "and no successful delivery for this long, seconds (0 = off; rillet only)"),
+    Option("hot_reload", T.BOOL, "off", "reload the configuration on SIGHUP and on "
+           "POST/PUT /api/v2/reload"),
     Option("storage.path", T.STR, None, "directory for filesystem buffering"),
     Option("storage.sync", T.STR, "normal", "normal or full", choices=("normal", "full")),
     Option("storage.checksum", T.BOOL, "off", "checksum chunk files"),

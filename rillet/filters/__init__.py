@@ -1,1 +1,4 @@
 """Filter plugins."""
+
+import rillet.filters.multiline
+import rillet.filters.parser  # noqa: F401

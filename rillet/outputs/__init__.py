@@ -1,3 +1,3 @@
 """Output plugins; importing this package registers them."""
 
-from rillet.outputs import file, null, stdout  # noqa: F401
+from rillet.outputs import cloudwatch_logs, file, null, stdout  # noqa: F401

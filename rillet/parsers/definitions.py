@@ -12,7 +12,9 @@ from collections.abc import Iterable
 
 from rillet.config.model import ConfigModel, Section, entry_error
 from rillet.config.options import Option, Options, T, resolve
+from rillet.parsers.decoders import AS, MERGE, parse_rules
 from rillet.parsers.regex import RegexError, compile_ruby
+from rillet.parsers.timefmt import compile_format, parse_offset
 
 PARSER_OPTIONS: tuple[Option, ...] = (
     Option("name", T.STR, None, "unique name of the parser"),
@@ -97,6 +99,38 @@ def _check_parser(section: Section, opts: Options, errors: list[str]) -> None:
     if len(zones) > 1:
         errors.append(entry_error(section, section.find(zones[-1]), zones[-1],
                                   f"cannot be combined with {zones[0]}"))
+    if opts["time_offset"]:
+        try:
+            parse_offset(opts["time_offset"])
+        except ValueError as exc:
+            errors.append(entry_error(section, section.find("time_offset"), "time_offset",
+                                      str(exc)))
+    if opts["time_zone"] and not opts["time_format"]:
+        errors.append(entry_error(section, section.find("time_zone"), "time_zone",
+                                  "time_zone needs a Time_Format"))
+    if opts["time_format"]:
+        try:
+            compile_format(opts["time_format"], zone=opts["time_zone"])
+        except ValueError as exc:
+            key = "time_zone" if "zone" in str(exc) else "time_format"
+            errors.append(entry_error(section, section.find(key), key, str(exc)))
+    opts["decode_order"] = decode_order(section)
+    try:
+        parse_rules([], [], opts["decode_order"])
+    except ValueError as exc:
+        key = "decode_field_as" if section.find("decode_field_as") else "decode_field"
+        errors.append(entry_error(section, section.find(key), key, str(exc)))
+
+
+def decode_order(section: Section) -> list[tuple[str, str]]:
+    """The Decode_Field / Decode_Field_As values in file order (rules run in that order)."""
+    order: list[tuple[str, str]] = []
+    for e in section.entries:
+        if e.key in ("decode_field", "decode_field_as"):
+            kind = AS if e.key == "decode_field_as" else MERGE
+            values = e.value if isinstance(e.value, list) else [e.value]
+            order.extend((kind, str(v)) for v in values)
+    return order
 
 
 def _check_multiline(section: Section, opts: Options, known: set[str],
@@ -118,7 +152,7 @@ def _check_multiline(section: Section, opts: Options, known: set[str],
         if not rules:
             errors.append(entry_error(section, None, "rule", "a regex multiline parser needs "
                                       "rules"))
-        elif rules[0][0] != "start_state":
+        elif "start_state" not in (s.strip() for s in rules[0][0].split(",")):
             errors.append(entry_error(section, section.find("rule") or section.find("rules"),
                                       "rule", "the first rule must be for 'start_state'"))
         for _, pattern, _ in rules:

@@ -8,6 +8,8 @@ Parser objects are built once per name and shared; they are stateless between ca
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import TYPE_CHECKING
 
 from rillet.config.options import Options
@@ -17,10 +19,33 @@ if TYPE_CHECKING:
     from rillet.parsers.parser import Parser
 
 
+BUILTIN_FILE = os.path.join(os.path.dirname(__file__), "builtin", "parsers.conf")
+
+
+@functools.cache
+def builtin_definitions() -> dict[str, Options]:
+    """The parsers of the shipped ``builtin/parsers.conf`` (Fluent Bit's ``conf/parsers.conf``),
+    resolved and validated once per process."""
+    from rillet.config.classic import PARSER_KINDS, read_classic
+    from rillet.parsers import definitions
+
+    model = read_classic(BUILTIN_FILE, allowed=PARSER_KINDS, role="a parsers file")
+    errors: list[str] = []
+    parsers, _ = definitions.validate(model, errors)
+    if errors:  # pragma: no cover - the shipped file is tested
+        raise RuntimeError("built-in parsers file is invalid: " + "; ".join(errors))
+    return parsers
+
+
+def builtin_names() -> list[str]:
+    return sorted(builtin_definitions())
+
+
 class ParserRegistry:
     def __init__(self, parsers: dict[str, Options] | None = None,
                  multiline: dict[str, Options] | None = None) -> None:
-        self._defs: dict[str, Options] = dict(parsers or {})
+        # The built-in parsers first; the user's definitions add to them and override by name.
+        self._defs: dict[str, Options] = {**builtin_definitions(), **(parsers or {})}
         self._ml_defs: dict[str, Options] = dict(multiline or {})
         self._built: dict[str, Parser] = {}
         self._ml_built: dict[str, MultilineParser] = {}

@@ -68,6 +68,27 @@ def test_errors_name_file_line_section_and_key() -> None:
         "p.conf:1: [PARSER] c: regex: a regex parser needs a Regex",
         "p.conf:4: [PARSER] d: time_kep: unknown configuration property 'time_kep'",
         "p.conf:5: [PARSER] e: time_zone: cannot be combined with time_offset",
+        "p.conf:5: [PARSER] e: time_zone: time_zone needs a Time_Format",
+    ]
+
+
+def test_time_and_decoder_settings_are_checked_at_startup() -> None:
+    assert check(
+        sec("parser", ("name", "a"), ("format", "json"), ("time_format", "%Y %Q")),
+        sec("parser", ("name", "b"), ("format", "json"), ("time_format", "%Y"),
+            ("time_zone", "Mars/Olympus")),
+        sec("parser", ("name", "c"), ("format", "json"), ("time_format", "%Y"),
+            ("time_offset", "0600")),
+        sec("parser", ("name", "d"), ("format", "json"), ("decode_field", "yaml log")),
+        sec("parser", ("name", "e"), ("format", "json"), ("decode_field_as", "json")),
+    ) == [
+        "p.conf:4: [PARSER] a: time_format: time format '%Y %Q': unknown conversion '%Q'",
+        "p.conf:5: [PARSER] b: time_zone: unknown time zone 'Mars/Olympus'",
+        "p.conf:5: [PARSER] c: time_offset: invalid time offset '0600' (expected +hhmm, "
+        "-hh:mm or Z)",
+        "p.conf:4: [PARSER] d: decode_field: field decoder 'yaml' unknown",
+        "p.conf:4: [PARSER] e: decode_field_as: invalid number of parameters in decoder "
+        "'json'",
     ]
 
 
@@ -121,3 +142,9 @@ def test_dry_run_reports_parser_errors_with_the_rest(tmp_path: Path) -> None:
         build(load_config(str(conf)))
     assert [e.split(": ", 2)[1] for e in err.value.errors] == ["[PARSER] bad",
                                                                 "[INPUT] dummy"]
+
+
+def test_first_rule_may_list_start_state_among_states() -> None:
+    assert check(sec("multiline_parser", ("name", "m"), ("type", "regex"),
+                     ("rule", r'"start_state, java_start" "/x/" "cont"'),
+                     ("rule", r'"cont" "/^\s+at/" "cont"'))) == []

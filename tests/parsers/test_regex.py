@@ -91,3 +91,75 @@ def test_untranslatable_constructs_are_named(pattern: str, construct: str) -> No
 def test_syntax_errors_are_reported() -> None:
     with pytest.raises(RegexError, match="invalid regular expression"):
         compile_ruby("(?<open>abc")
+
+
+def test_more_ruby_spellings() -> None:
+    m = compile_ruby(r"(?'word'\w+)-\k<word>").fullmatch("ab-ab")
+    assert m is not None and m.group("word") == "ab"
+    assert compile_ruby(r"\e\x{41}").fullmatch("\x1bA")
+    assert compile_ruby(r"[[:alpha:][:digit:]_]+").fullmatch("aZ9_")
+    assert not compile_ruby(r"[[:alpha:]]").fullmatch("9")
+    assert compile_ruby(r"(?<a>x)(?(<a>)y|z)").fullmatch("xy")
+    assert compile_ruby(r"a(?# a comment )b").fullmatch("ab")
+
+
+def test_inline_options_follow_ruby() -> None:
+    # (?i) in the middle applies to the rest of the enclosing group only.
+    rx = compile_ruby(r"(a(?i)b)c")
+    assert rx.fullmatch("aBc") and not rx.fullmatch("aBC") and not rx.fullmatch("ABc")
+    assert compile_ruby(r"(?i)abc").fullmatch("ABC")
+    assert compile_ruby(r"(?m:a.b)").fullmatch("a\nb")  # Ruby m = dot matches newline
+    assert compile_ruby(r"(?i-m:a.b)").fullmatch("A-b")
+
+
+def test_ascii_classes_like_ruby() -> None:
+    assert not compile_ruby(r"^\d+$").match("١٢")  # Arabic-Indic digits are not \d in Ruby
+    assert not compile_ruby(r"^\w$").match("é")
+    assert compile_ruby(r"^[^ ]+$").match("é")
+
+
+@pytest.mark.parametrize(("pattern", "construct"), [
+    (r"[a-z&&[^aeiou]]", "&&"), (r"[a[bc]]", "nested character class"),
+    (r"(?<a>x)\1", "numbered back-reference"), (r"(?<a>x)|(?<a>y)", "used twice"),
+    (r"\g<1>", r"\g<...>"), (r"\R", r"\R"), (r"[\H]", r"\H"), (r"[[:^alpha:]]", "[:^class:]"),
+])
+def test_more_rejections(pattern: str, construct: str) -> None:
+    with pytest.raises(RegexError, match=re.escape(construct)):
+        compile_ruby(pattern)
+
+
+def test_rejection_names_the_parser_at_startup() -> None:
+    from rillet.config.model import ConfigModel, Section
+    from rillet.parsers.definitions import validate
+
+    s = Section("parser", "p.conf", 1)
+    s.set("name", "mine", "p.conf", 2)
+    s.set("format", "regex", "p.conf", 3)
+    s.set("regex", r"^\K(?<a>x)", "p.conf", 4)
+    model = ConfigModel.empty("p.conf")
+    model.parsers.append(s)
+    errors: list[str] = []
+    validate(model, errors)
+    assert errors == [r"p.conf:4: [PARSER] mine: regex: unsupported construct \K (keep)"]
+
+
+@pytest.mark.parametrize(("pattern", "risky"), [
+    (r"(a+)+$", True), (r"(\w+\s?)*$", True), (r"(?:x|y+)*z", True),
+    (r"(?:\.[a-z]+)*", False), (r"(?:[a-z]+\.)*x", False), (r"(?>a+)+", False),
+    (r"(a++)*", False), (r"^(?<a>[^ ]*) (?<b>.*)$", False),
+])
+def test_backtracking_check(pattern: str, risky: bool) -> None:
+    from rillet.parsers.regex import backtracking_risk
+
+    assert (backtracking_risk(pattern) is not None) is risky
+
+
+@pytest.mark.parametrize(("pattern", "text", "found"), [
+    (r"^[\r\n]*$", "foo\n", False),  # Onigmo: no line start after a final newline
+    (r"^$", "", True),
+    (r"^$", "a\n\nb", True),
+    (r"^b", "a\nb", True),
+    (r"x^$", "x", False),
+])
+def test_caret_is_onigmos_line_start(pattern: str, text: str, found: bool) -> None:
+    assert (compile_ruby(pattern).search(text) is not None) is found
