@@ -11,6 +11,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m compileall -q rillet
 	@touch $(STAMP)
 
 # Until the seed pipeline lands: dummy -> stdout for a few seconds, then a graceful SIGINT stop.
@@ -26,8 +27,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy rillet
 
+# Benchmarks (not timed tests): records per CPU-second and peak RSS.
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py
+	$(BIN)/python bench/parsers_bench.py
+	$(BIN)/python bench/tail_bench.py
+	$(BIN)/python bench/cloudwatch_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache rillet.egg-info

@@ -13,6 +13,7 @@ routing, retries, buffering, acks and metrics.
 from __future__ import annotations
 
 import enum
+import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -207,23 +208,28 @@ def register(cls: type[Plugin]) -> type[Plugin]:
 
 
 def lookup(kind: str, name: str) -> type[Plugin] | None:
-    _load_builtin()
-    return _REGISTRY[kind].get(name.lower())
+    name = name.lower()
+    cls = _REGISTRY[kind].get(name)
+    if cls is None:
+        module = _modules(kind).get(name)
+        if module is None:
+            return None
+        importlib.import_module(module)  # its @register fills the registry
+        cls = _REGISTRY[kind].get(name)
+    return cls
 
 
 def names(kind: str) -> Sequence[str]:
-    _load_builtin()
-    return sorted(_REGISTRY[kind])
+    """Every plugin name (and alias) of a kind, built in or registered by other code."""
+    return sorted(set(_modules(kind)) | set(_REGISTRY[kind]))
 
 
-_loaded = False
+def _modules(kind: str) -> dict[str, str]:
+    """The built-in plugins of a kind: name -> module (imported on first use only, so that a
+    pipeline loads only the plugins it names)."""
+    package = importlib.import_module(_PACKAGES[kind])
+    modules: dict[str, str] = package.MODULES
+    return modules
 
 
-def _load_builtin() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import rillet.filters
-    import rillet.inputs
-    import rillet.outputs  # noqa: F401
+_PACKAGES = {"input": "rillet.inputs", "filter": "rillet.filters", "output": "rillet.outputs"}

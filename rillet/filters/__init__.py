@@ -1,4 +1,7 @@
-"""Filter plugins."""
+"""Filter plugins. ``MODULES`` maps each plugin name (and alias) to the module defining it; the
+registry imports a module only when a configuration names its plugin."""
 
-import rillet.filters.multiline
-import rillet.filters.parser  # noqa: F401
+MODULES = {
+    "multiline": "rillet.filters.multiline",
+    "parser": "rillet.filters.parser",
+}

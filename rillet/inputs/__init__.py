@@ -1,6 +1,7 @@
-"""Input plugins; importing this package registers them."""
+"""Input plugins. ``MODULES`` maps each plugin name (and alias) to the module defining it; the
+registry imports a module only when a configuration names its plugin."""
 
-from rillet.inputs import (
-    dummy,  # noqa: F401
-    tail,  # noqa: F401
-)
+MODULES = {
+    "dummy": "rillet.inputs.dummy",
+    "tail": "rillet.inputs.tail",
+}

@@ -1,3 +1,11 @@
-"""Output plugins; importing this package registers them."""
+"""Output plugins. ``MODULES`` maps each plugin name (and alias) to the module defining it; the
+registry imports a module only when a configuration names its plugin (so a pipeline without AWS
+outputs never loads botocore or aiohttp)."""
 
-from rillet.outputs import cloudwatch_logs, file, null, stdout  # noqa: F401
+MODULES = {
+    "cloudwatch_logs": "rillet.outputs.cloudwatch_logs",
+    "cloudwatch": "rillet.outputs.cloudwatch_logs",
+    "file": "rillet.outputs.file",
+    "null": "rillet.outputs.null",
+    "stdout": "rillet.outputs.stdout",
+}

@@ -83,7 +83,8 @@ def _compile(section: Section, key: str, pattern: str, errors: list[str]) -> Non
         errors.append(entry_error(section, section.find(key), key, str(exc)))
 
 
-def _check_parser(section: Section, opts: Options, errors: list[str]) -> None:
+def _check_parser(section: Section, opts: Options, errors: list[str],
+                  compile_regex: bool = True) -> None:
     if not opts["name"]:
         errors.append(entry_error(section, None, "name", "missing parser name"))
     if section.find("format") is None:
@@ -91,7 +92,7 @@ def _check_parser(section: Section, opts: Options, errors: list[str]) -> None:
     elif opts["format"] == "regex":
         if not opts["regex"]:
             errors.append(entry_error(section, None, "regex", "a regex parser needs a Regex"))
-        else:
+        elif compile_regex:
             _compile(section, "regex", opts["regex"], errors)
     zones = [k for k in ("time_offset", "time_zone") if opts[k]]
     if opts["time_system_timezone"]:
@@ -162,15 +163,16 @@ def _check_multiline(section: Section, opts: Options, known: set[str],
                                   f"a {kind} multiline parser needs match_string"))
 
 
-def validate(model: ConfigModel, errors: list[str],
-             builtin: Iterable[str] = ()) -> tuple[dict[str, Options], dict[str, Options]]:
+def validate(model: ConfigModel, errors: list[str], builtin: Iterable[str] = (),
+             compile_regexes: bool = True) -> tuple[dict[str, Options], dict[str, Options]]:
     """Check every parser definition; return the parsers and the multiline parsers by name
-    (later definitions win)."""
+    (later definitions win). ``compile_regexes=False`` skips compiling parser regexes (for the
+    shipped file, whose regexes the test suite compiles: they then compile on first use)."""
     parsers: dict[str, Options] = {}
     multiline: dict[str, Options] = {}
     for section in model.parsers:
         opts = resolve(section, PARSER_OPTIONS, errors, ignore=())
-        _check_parser(section, opts, errors)
+        _check_parser(section, opts, errors, compile_regexes)
         if opts["name"]:
             parsers[opts["name"]] = opts
     known = set(parsers) | set(builtin)

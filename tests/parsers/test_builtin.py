@@ -224,3 +224,16 @@ def _opts(name: str, fmt: str) -> Any:
     o = Options({opt.name: opt.default_value() for opt in PARSER_OPTIONS})
     o["name"], o["format"] = name, fmt
     return o
+
+
+def test_the_shipped_file_passes_the_full_startup_validation() -> None:
+    # Startup skips compiling the built-in regexes (they compile when first used): this is the
+    # check it skips, every regex included.
+    from rillet.config.classic import PARSER_KINDS, read_classic
+    from rillet.parsers.definitions import validate
+
+    errors: list[str] = []
+    parsers, _ = validate(read_classic(BUILTIN_FILE, allowed=PARSER_KINDS,
+                                       role="a parsers file"), errors)
+    assert errors == []
+    assert set(parsers) == set(builtin_definitions())

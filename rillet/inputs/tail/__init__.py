@@ -49,6 +49,7 @@ _TICK = 0.25
 # Yield to the event loop after this many bytes read in one go (lets flushes and acks run).
 _YIELD_BYTES = 1 << 20
 # Bytes read from one file before moving to the next one (fairness between busy files).
+_MIN_READ = 128 * 1024  # bytes asked for per read(2)
 _ROUND_BYTES = 4 << 20
 
 _FROZEN = False
@@ -156,8 +157,11 @@ class Tail(Input):
         self.rotate_wait = float(o["rotate_wait"])
         self.watch_interval = max(float(o["watcher_interval"]), 0.1)
         self.ignore_older_ns = int(o["ignore_older"]) * _NS
-        self.read_size = max(int(o["buffer_chunk_size"]), 1024)
-        self.max_line = max(int(o["buffer_max_size"]), self.read_size)
+        chunk = max(int(o["buffer_chunk_size"]), 1024)
+        # Buffer_Chunk_Size and Buffer_Max_Size bound a line, as in Fluent Bit; a read may be
+        # larger (fewer, larger batches when catching up; no effect on which lines are kept).
+        self.read_size = max(chunk, _MIN_READ)
+        self.max_line = max(int(o["buffer_max_size"]), chunk)
         self.truncate_long = bool(o["truncate_long_lines"])
         self.skip_empty = bool(o["skip_empty_lines"])
         self.exit_on_eof = bool(o["exit_on_eof"])

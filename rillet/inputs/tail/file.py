@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -257,32 +256,14 @@ def _loads_or_none(loads: Callable[[bytes], Any], line: bytes) -> Any:
         return None
 
 
-# A comma between two objects inside one line (lines cannot hold a raw newline).
-_SPLIT = re.compile(rb"\}[ \t\r]*,[ \t\r]*\{")
-
-
-def decode_block(lines: list[bytes], loads: Callable[[bytes], Any]) -> list[Any]:
-    """Every line's JSON object from one ``loads`` call over the whole block, or ``[]`` when
-    that is not provably the same as decoding each line: the lines are joined with ``,\n``
-    (a raw newline cannot be inside a JSON string, so every joint is outside strings); if no
-    line holds ``}`` ``,`` ``{`` (no line can give two objects), the array has one value per
-    line and every value is an object, then no two lines merged either. Else per line."""
-    n = len(lines)
-    if n < 4:
-        return []
-    block = b",\n".join(lines)
-    if _SPLIT.search(block) is not None:
-        return []
+def decode_lines(lines: list[bytes], loads: Callable[[bytes], Any]) -> list[Any]:
+    """Every line's JSON value, or None for a line that is not JSON: one list comprehension
+    while every line decodes (measured faster than decoding the block as one array, whose
+    line-to-object mapping must then be proven), line by line once one does not."""
     try:
-        objs = loads(b"[" + block + b"]")
+        return [loads(line) for line in lines]
     except ValueError:
-        return []
-    if len(objs) != n:
-        return []
-    for o in objs:
-        if type(o) is not dict:
-            return []
-    return objs  # type: ignore[no-any-return]
+        return [_loads_or_none(loads, line) for line in lines]
 
 
 class JsonFast:
@@ -313,6 +294,8 @@ class JsonFast:
             return False
 
     def slow_time(self, value: str) -> int | None:
+        """The parser's own time parsing; also caches the epoch of ``value``'s second, keyed by
+        ``YYYY-MM-DDTHH:MM:SS.`` (dot included), for :meth:`fast_time`'s callers."""
         ns: int | None = self.parser.time_of(value)
         if ns is not None and value[-1:] == "Z" and value[19:20] == ".":
             digits = value[20:-1]
@@ -320,18 +303,25 @@ class JsonFast:
             if 0 < nd < 10 and digits.isdigit() and digits.isascii():
                 if len(self.cache) > 100_000:
                     self.cache.clear()
-                self.cache[value[:19]] = ns - int(digits) * _POW[nd]
+                self.cache[value[:20]] = ns - int(digits) * _POW[nd]
         return ns
+
+
+# The hot loops below inline the fast path of a Docker/CRI time string ``v``:
+#     cache[v[:20]] + int(d) * _POW[len(d)]   with d = v[20:-1], digits, and v ending in "Z"
+# which raises whenever the slow path must decide (ValueError: not that shape; TypeError: that
+# second is not cached yet; IndexError: empty text or more than 9 digits).
+_FAST_MISS = (TypeError, ValueError, IndexError)
 
 
 def json_lines(lines: list[bytes], jf: JsonFast, key: str, now_ns: int,
                loads: Callable[[bytes], Any], times: list[int], bodies: list[Body]) -> None:
     """``Parser`` of format json (see :class:`JsonFast`)."""
     ta, ba = times.append, bodies.append
-    tk, keep, cache, slow_time, parse = jf.time_key, jf.keep, jf.cache, jf.slow_time, \
+    tk, keep, cget, slow_time, parse = jf.time_key, jf.keep, jf.cache.get, jf.slow_time, \
         jf.parser.parse
     pow10 = _POW
-    objs = decode_block(lines, loads) or [_loads_or_none(loads, line) for line in lines]
+    objs = decode_lines(lines, loads)
     for line, rec in zip(lines, objs, strict=True):
         if type(rec) is not dict:
             r = parse(line) if rec is None else None  # invalid UTF-8 is retried there
@@ -345,25 +335,23 @@ def json_lines(lines: list[bytes], jf: JsonFast, key: str, now_ns: int,
                 ta(r[1] or now_ns)
                 ba(r[0])
             continue
-        t = now_ns
-        if tk is not None:
-            v = rec.get(tk)
-            if type(v) is str:
-                ns = None
-                if v[-1:] == "Z" and v[19:20] == ".":
-                    sec = cache.get(v[:19])
-                    if sec is not None:
-                        d = v[20:-1]
-                        nd = len(d)
-                        if 0 < nd < 10 and d.isdigit() and d.isascii():
-                            ns = sec + int(d) * pow10[nd]
-                if ns is None:
-                    ns = slow_time(v)
-                if ns:
-                    t = ns
-                    if not keep:
-                        del rec[tk]
-        ta(t)
+        if tk is None:
+            ta(now_ns)
+            ba(rec)
+            continue
+        v = rec.get(tk)
+        try:
+            if type(v) is not str or v[-1] != "Z" or not (d := v[20:-1]).isdigit():
+                raise ValueError
+            ns = cget(v[:20]) + int(d) * pow10[len(d)]
+        except _FAST_MISS:
+            ns = slow_time(v) if type(v) is str else None
+        if ns:
+            if not keep:
+                del rec[tk]
+            ta(ns)
+        else:
+            ta(now_ns)
         ba(rec)
 
 
@@ -376,9 +364,9 @@ def docker_json(lines: list[bytes], jf: JsonFast, f: TailFile, now: float, now_n
     feed = dm.feed
     no_first = dm.first is None
     ta, ba = times.append, bodies.append
-    tk, keep, cache, slow_time = jf.time_key, jf.keep, jf.cache, jf.slow_time
+    tk, keep, cget, slow_time = jf.time_key, jf.keep, jf.cache.get, jf.slow_time
     pow10 = _POW
-    objs = decode_block(lines, loads) or [_loads_or_none(loads, line) for line in lines]
+    objs = decode_lines(lines, loads)
     for line, rec in zip(lines, objs, strict=True):
         if dm.parts or type(rec) is not dict:
             feed(line, rec, now, normal, times, bodies, now_ns)
@@ -387,23 +375,21 @@ def docker_json(lines: list[bytes], jf: JsonFast, f: TailFile, now: float, now_n
         if type(log) is str and (not no_first or log[-1:] != "\n"):
             feed(line, rec, now, normal, times, bodies, now_ns)
             continue
-        t = now_ns
-        if tk is not None:
-            v = rec.get(tk)
-            if type(v) is str:
-                ns = None
-                if v[-1:] == "Z" and v[19:20] == ".":
-                    sec = cache.get(v[:19])
-                    if sec is not None:
-                        d = v[20:-1]
-                        nd = len(d)
-                        if 0 < nd < 10 and d.isdigit() and d.isascii():
-                            ns = sec + int(d) * pow10[nd]
-                if ns is None:
-                    ns = slow_time(v)
-                if ns:
-                    t = ns
-                    if not keep:
-                        del rec[tk]
-        ta(t)
+        if tk is None:
+            ta(now_ns)
+            ba(rec)
+            continue
+        v = rec.get(tk)
+        try:
+            if type(v) is not str or v[-1] != "Z" or not (d := v[20:-1]).isdigit():
+                raise ValueError
+            ns = cget(v[:20]) + int(d) * pow10[len(d)]
+        except _FAST_MISS:
+            ns = slow_time(v) if type(v) is str else None
+        if ns:
+            if not keep:
+                del rec[tk]
+            ta(ns)
+        else:
+            ta(now_ns)
         ba(rec)

@@ -121,27 +121,20 @@ class CloudWatchLogsApi:
             return BatchResult(Result.OK)  # assume it exists; a 404 on put says otherwise
         payload: dict[str, object] = {"logGroupName": group, "logStreamName": stream}
         what = f"CreateLogStream {group}/{stream}"
-        resp = await self._call("CreateLogStream", payload, what)
-        if resp.ok:
-            self.counters["cloudwatch_streams_created"] += 1
-            self.log.info("Created log stream %s in group %s", stream, group)
-            return BatchResult(Result.OK)
-        if resp.error_code == ALREADY_EXISTS:
-            return BatchResult(Result.OK)
-        if resp.error_code != NOT_FOUND:
-            self.log.error("%s failed: %s", what, resp.describe())
-            return self._failure(resp)
-        # The group is missing.
-        res = await self._create_group(group)
-        if res.result is not Result.OK:
-            return res
-        resp = await self._call("CreateLogStream", payload, what)
-        if resp.ok:
-            self.counters["cloudwatch_streams_created"] += 1
-            self.log.info("Created log stream %s in group %s", stream, group)
-            return BatchResult(Result.OK)
-        if resp.error_code == ALREADY_EXISTS:
-            return BatchResult(Result.OK)
+        # Twice at most: a missing group (404) is created, then the stream once more.
+        for attempt in range(2):
+            resp = await self._call("CreateLogStream", payload, what)
+            if resp.ok:
+                self.counters["cloudwatch_streams_created"] += 1
+                self.log.info("Created log stream %s in group %s", stream, group)
+                return BatchResult(Result.OK)
+            if resp.error_code == ALREADY_EXISTS:
+                return BatchResult(Result.OK)
+            if resp.error_code != NOT_FOUND or attempt:
+                break
+            res = await self._create_group(group)
+            if res.result is not Result.OK:
+                return res
         self.log.error("%s failed: %s", what, resp.describe())
         return self._failure(resp)
 

@@ -10,7 +10,7 @@ import pytest
 
 from rillet.config.model import ConfigError
 from rillet.inputs.tail import inotify as ino
-from rillet.inputs.tail.file import TailFile, cut_utf8, decode_block, split_utf16
+from rillet.inputs.tail.file import TailFile, cut_utf8, decode_lines, split_utf16
 from rillet.inputs.tail.scan import Scanner
 from rillet.inputs.tail.tag import TagRegex, expand_star
 from tests.engine.harness import make_pipeline
@@ -96,15 +96,12 @@ def test_split_utf16_and_cut_utf8() -> None:
     assert cut_utf8(b"abc", 5) == b"abc"
 
 
-def test_decode_block_refuses_what_per_line_decoding_would_not_give() -> None:
+def test_decode_lines_gives_none_for_lines_that_are_not_json() -> None:
     import orjson
-    good = [b'{"a":1}', b'{"b":"x"}', b'{"c":[1]}', b'{"d":{}}']
-    assert decode_block(good, orjson.loads) == [{"a": 1}, {"b": "x"}, {"c": [1]}, {"d": {}}]
-    # Two crafted lines that only form an object together, and one holding two objects.
-    crafted = [b'{"a":[{"b":1}', b'{"c":2}]}', b'{},{}', b'{"e":1}']
-    assert decode_block(crafted, orjson.loads) == []
-    assert decode_block([b'{"a":1}', b"[1]", b'{"b":2}', b'{"c":3}'], orjson.loads) == []
-    assert decode_block([b'{"a":1}', b"nope", b'{"b":2}', b'{"c":3}'], orjson.loads) == []
+    good = [b'{"a":1}', b'{"b":"x"}', b'[1]']
+    assert decode_lines(good, orjson.loads) == [{"a": 1}, {"b": "x"}, [1]]
+    mixed = [b'{"a":1}', b"nope", b'{"b":2}, {"c":3}', b'{"d": "\xff"}', b"", b'{"e":5}']
+    assert decode_lines(mixed, orjson.loads) == [{"a": 1}, None, None, None, None, {"e": 5}]
 
 
 def test_scanner_globs_and_excludes(tmp_path: Path) -> None:
