@@ -309,16 +309,16 @@ class JsonFast:
 
 # The hot loops below inline the fast path of a Docker/CRI time string ``v``:
 #     cache[v[:20]] + int(d) * _POW[len(d)]   with d = v[20:-1], digits, and v ending in "Z"
-# which raises whenever the slow path must decide (ValueError: not that shape; TypeError: that
+# which raises whenever the slow path must decide (ValueError: not that shape; KeyError: that
 # second is not cached yet; IndexError: empty text or more than 9 digits).
-_FAST_MISS = (TypeError, ValueError, IndexError)
+_FAST_MISS = (KeyError, TypeError, ValueError, IndexError)
 
 
 def json_lines(lines: list[bytes], jf: JsonFast, key: str, now_ns: int,
                loads: Callable[[bytes], Any], times: list[int], bodies: list[Body]) -> None:
     """``Parser`` of format json (see :class:`JsonFast`)."""
     ta, ba = times.append, bodies.append
-    tk, keep, cget, slow_time, parse = jf.time_key, jf.keep, jf.cache.get, jf.slow_time, \
+    tk, keep, cache, slow_time, parse = jf.time_key, jf.keep, jf.cache, jf.slow_time, \
         jf.parser.parse
     pow10 = _POW
     objs = decode_lines(lines, loads)
@@ -343,7 +343,7 @@ def json_lines(lines: list[bytes], jf: JsonFast, key: str, now_ns: int,
         try:
             if type(v) is not str or v[-1] != "Z" or not (d := v[20:-1]).isdigit():
                 raise ValueError
-            ns = cget(v[:20]) + int(d) * pow10[len(d)]
+            ns: int | None = cache[v[:20]] + int(d) * pow10[len(d)]
         except _FAST_MISS:
             ns = slow_time(v) if type(v) is str else None
         if ns:
@@ -364,7 +364,7 @@ def docker_json(lines: list[bytes], jf: JsonFast, f: TailFile, now: float, now_n
     feed = dm.feed
     no_first = dm.first is None
     ta, ba = times.append, bodies.append
-    tk, keep, cget, slow_time = jf.time_key, jf.keep, jf.cache.get, jf.slow_time
+    tk, keep, cache, slow_time = jf.time_key, jf.keep, jf.cache, jf.slow_time
     pow10 = _POW
     objs = decode_lines(lines, loads)
     for line, rec in zip(lines, objs, strict=True):
@@ -383,7 +383,7 @@ def docker_json(lines: list[bytes], jf: JsonFast, f: TailFile, now: float, now_n
         try:
             if type(v) is not str or v[-1] != "Z" or not (d := v[20:-1]).isdigit():
                 raise ValueError
-            ns = cget(v[:20]) + int(d) * pow10[len(d)]
+            ns: int | None = cache[v[:20]] + int(d) * pow10[len(d)]
         except _FAST_MISS:
             ns = slow_time(v) if type(v) is str else None
         if ns:
