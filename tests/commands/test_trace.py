@@ -14,8 +14,9 @@ import tests.engine.plugins  # noqa: F401  (registers test_mark)
 from rillet.commands.trace import render_text, trace
 from rillet.config.loader import load_config
 from rillet.engine import plugin as plugins
+from tests.shared_data import SHARED
 
-SEED = Path("/work/shared/reference/seed/fluent-bit.conf")
+SEED = SHARED / "reference" / "seed" / "fluent-bit.conf"
 NGINX = ('{"log":"10.1.128.166 - - [19/Dec/2019:17:41:12 +0000] \\"GET / HTTP/1.1\\" 200 612 '
          '\\"-\\" \\"hey/0.0.1\\" \\"52.95.4.2\\"\\n","stream":"stdout",'
          '"time":"2019-12-19T17:41:12.70630778Z"}')

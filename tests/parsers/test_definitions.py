@@ -9,8 +9,9 @@ import pytest
 from rillet.config.loader import load_config
 from rillet.config.model import ConfigError, ConfigModel, Section
 from rillet.parsers.definitions import parse_rule, validate
+from tests.shared_data import CONFORMANCE
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "fluent-bit" / "tests"
+SHARED = CONFORMANCE
 
 
 def model_of(*sections: Section) -> ConfigModel:

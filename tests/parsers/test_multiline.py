@@ -24,9 +24,10 @@ from rillet.parsers.multiline import (
     builtin,
 )
 from rillet.parsers.registry import ParserRegistry, builtin_names
+from tests.shared_data import CONFORMANCE
 
 T0 = 1_700_000_000_000_000_000
-CONF = "/work/shared/conformance/fluent-bit/tests/runtime/data/tail"
+CONF = str(CONFORMANCE / "runtime" / "data" / "tail")
 
 
 def registry(*sections: dict[str, Any]) -> ParserRegistry:

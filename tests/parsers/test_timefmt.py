@@ -14,8 +14,9 @@ from rillet.parsers import timefmt
 from rillet.parsers.definitions import validate
 from rillet.parsers.registry import ParserRegistry
 from rillet.parsers.timefmt import compile_format, parse_offset, rfc3339_ns
+from tests.shared_data import CONFORMANCE
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "fluent-bit" / "tests"
+SHARED = CONFORMANCE
 DATA = SHARED / "internal" / "data" / "parser"
 NS = 1_000_000_000
 

@@ -18,8 +18,9 @@ from rillet.engine.pipeline import build
 from rillet.inputs.tail import Tail
 from tests.engine.harness import make_model, wait_for
 from tests.engine.plugins import STATE, Sink
+from tests.shared_data import CONFORMANCE as _CONF
 
-CONFORMANCE = Path("/work/shared/conformance/fluent-bit/tests/runtime/data/tail")
+CONFORMANCE = _CONF / "runtime" / "data" / "tail"
 
 
 class Run:
