@@ -479,19 +479,21 @@ class Tail(Input):
             if not consumed:
                 f.buf = buf
                 return self._long_leftover(f, start)
+            long = consumed > self.max_line and max(map(len, lines)) >= self.max_line
         else:
             nl = buf.rfind(b"\n")
             if nl < 0:
                 f.buf = buf
                 return self._long_leftover(f, start)
             consumed = nl + 1
+            long = tf.has_long_line(buf, nl, self.max_line)
             lines = buf[:nl].split(b"\n")
             cr = buf.find(b"\r", 0, nl) >= 0
             if self.codec is not None:
                 lines = [line.decode(self.codec, "replace").encode() for line in lines]
         rest = buf[consumed:]
         end = start + consumed
-        if consumed > self.max_line and max(map(len, lines)) >= self.max_line:
+        if long:
             lines = self._long_lines(f, lines)
         times, bodies = self._records(f, lines, start, cr)
         extra: Batch | None = None

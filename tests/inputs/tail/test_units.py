@@ -131,3 +131,19 @@ def test_inotify_reports_writes_and_creations(tmp_path: Path) -> None:
         assert w.read() == []
     finally:
         w.close()
+
+
+def test_has_long_line_agrees_with_splitting() -> None:
+    import random
+
+    from rillet.inputs.tail.file import has_long_line
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        limit = rng.randint(1, 40)
+        lines = [b"x" * rng.choice([0, 1, 5, limit - 1, limit, limit + 3, 2 * limit])
+                 for _ in range(rng.randint(1, 12))]
+        buf = b"\n".join(lines) + b"\ntail-of-a-partial-line"
+        nl = buf.rfind(b"\n")
+        expected = max(map(len, buf[:nl].split(b"\n"))) >= limit
+        assert has_long_line(buf, nl, limit) is expected
