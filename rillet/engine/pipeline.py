@@ -138,7 +138,9 @@ def build(model: ConfigModel) -> Pipeline:
     warnings: list[str] = list(model.warnings)
     service = resolve(model.service, SERVICE_OPTIONS, errors, ignore=())
     parser_defs, multiline_defs = definitions.validate(model, errors, builtin=builtin_names())
-    parsers = ParserRegistry(parser_defs, multiline_defs)  # built-in parsers + the user's
+    # The built-in parsers plus the user's.
+    parsers = ParserRegistry(parser_defs, multiline_defs,
+                             multiline_buffer_limit=int(service["multiline_buffer_limit"]))
     metrics = Registry()
     seen: dict[str, int] = {}
     inputs: list[InputInstance] = []

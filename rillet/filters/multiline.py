@@ -32,7 +32,6 @@ from rillet.engine.chunk import AckList, AckRef, Batch, Body
 from rillet.engine.plugin import Filter, register
 from rillet.parsers.multiline import MultilineGroup, MultilineParser
 
-BUFFER_LIMIT = 2 * 1024 * 1024  # FLB_ML_BUFFER_LIMIT_DEFAULT, when the pipeline sets none
 IDLE_SECONDS = 300.0  # the state of a tag/stream with nothing pending is dropped after this
 _PARTIAL_PREFIX = "partial_"
 _loads = orjson.loads
@@ -136,7 +135,7 @@ class MultilineFilter(Filter):
             if parser is None:
                 raise ValueError(f"multiline.parser: parser '{name}' not registered")
             self.ml_parsers.append(parser)
-        self.limit = int(getattr(self.parsers, "multiline_buffer_limit", BUFFER_LIMIT))
+        self.limit = self.parsers.multiline_buffer_limit
         # parser mode: (tag, stream) -> group; partial mode: tag -> partial_id -> packer
         self.groups: dict[tuple[str, str | None], MultilineGroup] = {}
         self.used: dict[int, float] = {}  # id(group) -> time.monotonic() of its last batch

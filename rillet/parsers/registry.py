@@ -44,7 +44,10 @@ def builtin_names() -> list[str]:
 
 class ParserRegistry:
     def __init__(self, parsers: dict[str, Options] | None = None,
-                 multiline: dict[str, Options] | None = None) -> None:
+                 multiline: dict[str, Options] | None = None,
+                 multiline_buffer_limit: int = 2_000_000) -> None:
+        # The service's multiline_buffer_limit: the largest message a multiline parser builds.
+        self.multiline_buffer_limit = multiline_buffer_limit
         # The built-in parsers first; the user's definitions add to them and override by name.
         self._defs: dict[str, Options] = {**builtin_definitions(), **(parsers or {})}
         self._ml_defs: dict[str, Options] = dict(multiline or {})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -604,3 +605,19 @@ def test_a_line_no_parser_takes_keeps_its_text() -> None:
     assert group.feed(T0, "not json, not cri") == [(T0, {"log": "not json, not cri"})]
     # Fluent Bit packs nothing for an empty raw line.
     assert group.feed(T0, "") == []
+
+
+def test_service_multiline_buffer_limit_reaches_the_plugins(tmp_path: Path) -> None:
+    from rillet.config.loader import load_config
+    from rillet.engine.pipeline import build
+
+    conf = tmp_path / "a.conf"
+    conf.write_text("[SERVICE]\n    multiline_buffer_limit 64k\n"
+                    f"[INPUT]\n    Name tail\n    Path {tmp_path}/*.log\n"
+                    "    multiline.parser docker, cri\n"
+                    "[FILTER]\n    Name multiline\n    Match *\n    multiline.parser java\n"
+                    "[OUTPUT]\n    Name null\n    Match *\n")
+    pipeline = build(load_config(str(conf)))
+    assert pipeline.parsers.multiline_buffer_limit == 64_000
+    assert pipeline.inputs[0].plugin.ml_limit == 64_000  # type: ignore[attr-defined]
+    assert pipeline.filters[0].plugin.limit == 64_000  # type: ignore[attr-defined]

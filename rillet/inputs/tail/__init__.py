@@ -216,7 +216,7 @@ class Tail(Input):
             self.mode = _RAW
         self.dm_flush = float(max(int(o["docker_mode_flush"]), 1))
         self.ml_flush = float(o["multiline_flush"]) or 4.0
-        self.ml_limit = int(getattr(self.parsers, "multiline_buffer_limit", 2_000_000))
+        self.ml_limit = self.parsers.multiline_buffer_limit
         for name in ("files_opened", "files_closed", "files_rotated", "long_line_skipped",
                      "long_line_truncated", "multiline_truncated"):
             self.counters.setdefault(name, 0)
