@@ -209,10 +209,7 @@ def parse_lines(lines: list[bytes], parse: Callable[[bytes], Any], key: str, now
         r = parse(line)
         if r is None:
             ta(now_ns)
-            try:
-                ba({key: line.decode()})
-            except UnicodeDecodeError:
-                ba({key: line.decode("utf-8", "replace")})
+            ba({key: text_of(line)})
         else:
             ta(r[1] or now_ns)
             ba(r[0])
@@ -340,10 +337,7 @@ def json_lines(lines: list[bytes], jf: JsonFast, key: str, now_ns: int,
             r = parse(line) if rec is None else None  # invalid UTF-8 is retried there
             if r is None:
                 ta(now_ns)
-                try:
-                    ba({key: line.decode()})
-                except UnicodeDecodeError:
-                    ba({key: line.decode("utf-8", "replace")})
+                ba({key: text_of(line)})
             else:
                 ta(r[1] or now_ns)
                 ba(r[0])
