@@ -73,6 +73,13 @@ def _flag_letters(text: str) -> str:
     return text.replace("m", "s")
 
 
+def _reject_unsupported(pattern: str, i: int) -> None:
+    """Raise for an escape at ``pattern[i]`` that Python's ``re`` has no equivalent of."""
+    for token, label in _UNSUPPORTED:
+        if pattern.startswith(token, i):
+            raise RegexError(f"unsupported construct {label}")
+
+
 def translate(pattern: str) -> tuple[str, int]:
     """Ruby regex text -> (Python regex text, re flags)."""
     flags = re.MULTILINE | re.ASCII
@@ -96,9 +103,7 @@ def translate(pattern: str) -> tuple[str, int]:
     while i < n:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
-            for token, label in _UNSUPPORTED:
-                if pattern.startswith(token, i):
-                    raise RegexError(f"unsupported construct {label}")
+            _reject_unsupported(pattern, i)
             nxt = pattern[i + 1]
             if nxt == "h":
                 out.append("[0-9a-fA-F]")
@@ -263,9 +268,7 @@ def _class(pattern: str, i: int, out: list[str]) -> int:
             out.append("]")
             return i + 1
         if c == "\\" and i + 1 < n:
-            for token, label in _UNSUPPORTED:
-                if pattern.startswith(token, i):
-                    raise RegexError(f"unsupported construct {label}")
+            _reject_unsupported(pattern, i)
             nxt = pattern[i + 1]
             if nxt == "h":
                 out.append("0-9a-fA-F")

@@ -192,7 +192,19 @@ def _compile_steps(fmt: str) -> list[_Step]:
 _EXPAND = {"D": "%m/%d/%y", "F": "%Y-%m-%d", "R": "%H:%M", "r": "%I:%M:%S %p",
            "T": "%H:%M:%S", "c": "%a %b %e %H:%M:%S %Y", "x": "%m/%d/%y", "X": "%H:%M:%S"}
 _CONVERSIONS = frozenset("aAbBhCdekHlIjMmpSsUWwuGgVYyZznt")
-_BOUNDS = {"d": (1, 31), "H": (0, 23), "M": (0, 59), "m": (1, 12), "S": (0, 60)}
+# Numeric conversions: (lowest, highest, field of _TM or "" to only check, its flag, added to
+# the value). %Y also clears relyear; %e may start with a space.
+_NUMERIC: dict[str, tuple[int, int, str, int, int]] = {
+    "d": (1, 31, "mday", _F_MDAY, 0), "e": (1, 31, "mday", _F_MDAY, 0),
+    "H": (0, 23, "hour", 0, 0), "k": (0, 23, "hour", 0, 0),
+    "I": (1, 12, "hour", 0, 0), "l": (1, 12, "hour", 0, 0),
+    "M": (0, 59, "min", 0, 0), "S": (0, 60, "sec", 0, 0),
+    "m": (1, 12, "mon", _F_MON, -1), "j": (1, 366, "yday", _F_YDAY, -1),
+    "Y": (0, 9999, "year", _F_YEAR, 0), "y": (0, 99, "relyear", 0, 0),
+    "w": (0, 6, "wday", _F_WDAY, 0),
+    "U": (0, 53, "", 0, 0), "W": (0, 53, "", 0, 0), "V": (0, 53, "", 0, 0),
+    "g": (0, 99, "", 0, 0),
+}
 
 
 def _run(s: str, i: int, steps: list[_Step], tm: _TM) -> int:
@@ -211,31 +223,19 @@ def _run(s: str, i: int, steps: list[_Step], tm: _TM) -> int:
             i += 1
             continue
         c = arg
-        v = -1
-        bounds = _BOUNDS.get(c)
-        if bounds is not None:
-            v, i = _num(s, i, bounds[0], bounds[1])
+        spec = _NUMERIC.get(c)
+        if spec is not None:
+            lo, hi, attr, flag, delta = spec
+            if c == "e" and s[i] in _SPACE:
+                i += 1
+            v, i = _num(s, i, lo, hi)
             if v < 0:
                 return -1
-            if c == "d":
-                tm.mday = v
-                tm.fields |= _F_MDAY
-            elif c == "H":
-                tm.hour = v
-            elif c == "M":
-                tm.min = v
-            elif c == "m":
-                tm.mon = v - 1
-                tm.fields |= _F_MON
-            else:
-                tm.sec = v
-        elif c == "Y":
-            v, i = _num(s, i, 0, 9999)
-            if v < 0:
-                return -1
-            tm.relyear = -1
-            tm.year = v
-            tm.fields |= _F_YEAR
+            if attr:
+                setattr(tm, attr, v + delta)
+                tm.fields |= flag
+            if c == "Y":
+                tm.relyear = -1
         elif c in "bBh":
             v, i = _name(s, i, _MONTHS)
             if v < 0:
@@ -248,24 +248,6 @@ def _run(s: str, i: int, steps: list[_Step], tm: _TM) -> int:
                 return -1
             tm.wday = v
             tm.fields |= _F_WDAY
-        elif c == "e":
-            if s[i] in _SPACE:
-                i += 1
-            v, i = _num(s, i, 1, 31)
-            if v < 0:
-                return -1
-            tm.mday = v
-            tm.fields |= _F_MDAY
-        elif c == "k":
-            v, i = _num(s, i, 0, 23)
-            if v < 0:
-                return -1
-            tm.hour = v
-        elif c in "Il":
-            v, i = _num(s, i, 1, 12)
-            if v < 0:
-                return -1
-            tm.hour = v
         elif c == "p":
             word = s[i:i + 2].upper()
             if word == "AM":
@@ -281,17 +263,6 @@ def _run(s: str, i: int, steps: list[_Step], tm: _TM) -> int:
             else:
                 return -1
             i += 2
-        elif c == "j":
-            v, i = _num(s, i, 1, 366)
-            if v < 0:
-                return -1
-            tm.yday = v - 1
-            tm.fields |= _F_YDAY
-        elif c == "y":
-            v, i = _num(s, i, 0, 99)
-            if v < 0:
-                return -1
-            tm.relyear = v
         elif c == "C":
             v, i = _num(s, i, 0, 99)
             if v < 0:
@@ -314,26 +285,12 @@ def _run(s: str, i: int, steps: list[_Step], tm: _TM) -> int:
             tm.hour, tm.min, tm.sec = t.tm_hour, t.tm_min, t.tm_sec
             tm.gmtoff = 0
             tm.fields = 0xFFFF
-        elif c in "UWV":
-            v, i = _num(s, i, 0, 53)
-            if v < 0:
-                return -1
-        elif c == "w":
-            v, i = _num(s, i, 0, 6)
-            if v < 0:
-                return -1
-            tm.wday = v
-            tm.fields |= _F_WDAY
         elif c == "u":
             v, i = _num(s, i, 1, 7)
             if v < 0:
                 return -1
             tm.wday = v % 7
             tm.fields |= _F_WDAY
-        elif c == "g":
-            v, i = _num(s, i, 0, 99)
-            if v < 0:
-                return -1
         elif c == "G":
             i += 1
             while i < n and s[i] in _DIGITS:

@@ -110,14 +110,10 @@ def test_role_arn_assume_role_through_sts_endpoint(aws_env: None,
     assert calls[0].key_id == "AKIDTESTTESTTEST"  # signed with the source credentials
 
 
-class _ContainerCreds(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        if self.headers.get("Authorization") != "pod-identity-token":
-            self.send_response(401)
-            self.end_headers()
-            return
-        body = (b'{"AccessKeyId":"AKIDPOD","SecretAccessKey":"c","Token":"tok",'
-                b'"Expiration":"2099-01-01T00:00:00Z"}')
+class _JsonHandler(http.server.BaseHTTPRequestHandler):
+    """A credentials endpoint stand-in: answers JSON, logs nothing."""
+
+    def send_json(self, body: bytes) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -126,6 +122,17 @@ class _ContainerCreds(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+class _ContainerCreds(_JsonHandler):
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != "pod-identity-token":
+            self.send_response(401)
+            self.end_headers()
+            return
+        body = (b'{"AccessKeyId":"AKIDPOD","SecretAccessKey":"c","Token":"tok",'
+                b'"Expiration":"2099-01-01T00:00:00Z"}')
+        self.send_json(body)
 
 
 @pytest.fixture
@@ -162,7 +169,7 @@ def test_normalize_url(raw: str, url: str) -> None:
     assert normalize_url(raw) == url
 
 
-class _ShortLivedCreds(http.server.BaseHTTPRequestHandler):
+class _ShortLivedCreds(_JsonHandler):
     served = 0
 
     def do_GET(self) -> None:
@@ -173,14 +180,7 @@ class _ShortLivedCreds(http.server.BaseHTTPRequestHandler):
         expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
         body = orjson.dumps({"AccessKeyId": f"AKIDSHORT{cls.served}", "SecretAccessKey": "s",
                              "Token": "t", "Expiration": expiry})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json(body)
 
 
 def test_credentials_close_to_expiry_are_refreshed(aws_env: None,
