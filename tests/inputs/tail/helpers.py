@@ -52,11 +52,12 @@ class Run:
 @contextlib.asynccontextmanager
 async def running(tail: dict[str, Any], service: dict[str, Any] | None = None,
                   parsers_file: Path | None = None,
-                  sink_script: Callable[..., Any] | None = None) -> AsyncIterator[Run]:
+                  sink_script: Callable[..., Any] | None = None,
+                  extra_filters: list[dict[str, Any]] | None = None) -> AsyncIterator[Run]:
     key = f"sink-{id(tail)}"
     STATE[key] = Sink(sink_script)
     model = make_model(service=service, inputs=[{"name": "tail", "tag": "t", **tail}],
-                       outputs=[{"name": "test_sink", "match": "*", "id": key}])
+                       filters=extra_filters, outputs=[{"name": "test_sink", "match": "*", "id": key}])
     if parsers_file is not None:
         load_parsers_file(str(parsers_file), model)
     engine = Engine(build(model))

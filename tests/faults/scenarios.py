@@ -1,0 +1,148 @@
+"""The fault matrix: one function per row. Each gets a fresh :class:`Node`, breaks something,
+and leaves the node with every line written and an agent running (or restarted) that should
+deliver them; the runner then counts lost and duplicated lines.
+
+``scale`` stretches the durations (outage length, write volume): 1 in the test suite, larger in
+``python -m tests.faults.run`` for the table in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tests.faults.harness import Node
+from tests.peers.fault_proxy import Rule
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    run: Callable[[Node, float], None]
+    fluent_bit: str  # what Fluent Bit does (reference §2 / §1h)
+    service: dict[str, str] = field(default_factory=dict)
+    input_opts: dict[str, str] = field(default_factory=dict)
+    output_opts: dict[str, str] = field(default_factory=dict)
+    needs: str = ""  # a feature the scenario needs: skipped with a reason when absent
+
+
+def _wait_some_delivered(node: Node, at_least: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(node.delivered().values()) >= at_least:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {at_least} records delivered in {timeout}s:\n"
+                         + node.log_text()[-3000:])
+
+
+def kill9_ingest(node: Node, scale: float) -> None:
+    """kill -9 twice while lines are being written and read."""
+    node.start()
+    node.start_writers(int(6000 * scale), 3000)
+    for pause in (0.8, 1.2):
+        time.sleep(pause)
+        node.kill9()
+        node.restart()
+    node.join_writers()
+
+
+def kill9_delivery(node: Node, scale: float) -> None:
+    """kill -9 while PutLogEvents calls are on the wire: the proxy holds each call for 1.5 s
+    (then forwards it: the call does happen) and the agent is killed meanwhile."""
+    node.write_now(int(3000 * scale))
+    hold = node.proxy.add(Rule("forward", "PutLogEvents", limit=3,
+                               before=lambda _body: time.sleep(1.5)))
+    node.start()
+    deadline = time.monotonic() + 20
+    while hold.applied == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    node.kill9()
+    time.sleep(1.5)  # let the held calls land in CloudWatch
+    node.restart()
+
+
+def output_down(node: Node, scale: float) -> None:
+    """CloudWatch answers 503 to every call for a while (scale x 8 s), then recovers."""
+    down = 8 * scale
+    node.proxy.add(Rule("error", None, status=503, until=time.monotonic() + down))
+    node.start()
+    node.start_writers(int(2000 * scale), 500)
+    time.sleep(down)
+    node.join_writers()
+    node.notes.append(f"down {down:.0f}s")
+
+
+def throttled(node: Node, scale: float) -> None:
+    """Half of the PutLogEvents calls get ThrottlingException."""
+    node.proxy.add(Rule("throttle", "PutLogEvents", ratio=0.5))
+    node.start()
+    node.start_writers(int(4000 * scale), 2000)
+    node.join_writers()
+
+
+def stream_deleted(node: Node, scale: float) -> None:
+    """Every log stream is deleted by someone else between two calls, twice."""
+    logs = node.moto.client("logs")
+
+    def delete_streams(_body: bytes) -> None:
+        try:
+            streams = logs.describe_log_streams(logGroupName=node.group)["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            return
+        names = [s["logStreamName"] for s in streams]
+        node.archived += node.read_group(names)
+        for s in streams:
+            logs.delete_log_stream(logGroupName=node.group, logStreamName=s["logStreamName"])
+
+    node.start()
+    node.start_writers(int(3000 * scale), 1500)
+    _wait_some_delivered(node, 100)
+    node.proxy.add(Rule("forward", "PutLogEvents", limit=1, before=delete_streams))
+    time.sleep(1.0)
+    node.proxy.add(Rule("forward", "PutLogEvents", limit=1, before=delete_streams))
+    node.join_writers()
+
+
+def sigterm_backlog(node: Node, scale: float) -> None:
+    """SIGTERM while CloudWatch is down and a backlog is buffered; the agent exits after Grace;
+    the next agent (CloudWatch back) delivers it."""
+    rule = node.proxy.add(Rule("error", None, status=503))
+    node.write_now(int(3000 * scale))
+    node.start()
+    time.sleep(2.0)
+    code = node.sigterm(timeout=30)
+    node.notes.append(f"exit code {code} after SIGTERM")
+    node.proxy.rules.remove(rule)
+    node.restart()
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("kill9_ingest", "kill -9 during ingestion (memory storage)", kill9_ingest,
+             "memory buffering: offsets already advanced at ingestion, records in memory are "
+             "lost (§1h crash guarantees, #5912)"),
+    Scenario("kill9_delivery", "kill -9 during delivery (memory storage)", kill9_delivery,
+             "records in flight are lost with memory buffering; re-sent whole chunks with "
+             "filesystem buffering (§1h)"),
+    Scenario("output_down", "CloudWatch down (503 on every call), then back", output_down,
+             "Retry_Limit 1 by default: chunks dropped after the 2nd failure; with no_limits "
+             "retried, backoff up to 2000 s (§1h)"),
+    Scenario("throttled", "CloudWatch throttling 50% of PutLogEvents", throttled,
+             "whole chunks retried; other chunks keep flowing into the throttle (§2 #5, #6)"),
+    Scenario("stream_deleted", "a log stream deleted mid-run (twice)", stream_deleted,
+             "C plugin caches streams; since PR #11983 the chunk is rejected without retry: "
+             "lost (§2 #18)"),
+    Scenario("sigterm_backlog", "SIGTERM with a backlog while CloudWatch is down",
+             sigterm_backlog,
+             "Grace 5 s, retries in backoff not attempted, buffered data lost (§2 #13)"),
+)
+
+
+def by_name(name: str) -> Scenario:
+    for s in SCENARIOS:
+        if s.name == name:
+            return s
+    raise KeyError(name)
