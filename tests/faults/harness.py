@@ -27,7 +27,8 @@ import orjson
 from tests.peers.fault_proxy import FaultProxy
 from tests.peers.moto_server import TEST_ENV, MotoServer
 
-_LINE = '{{"log":"{seq} {pad}\\n","stream":"stdout","time":"2026-11-28T08:00:{sec:02d}.{frac:09d}Z"}}\n'
+_LINE = ('{{"log":"{seq} {pad}\\n","stream":"stdout",'
+         '"time":"2026-11-28T08:00:{sec:02d}.{frac:09d}Z"}}\n')
 _PAD = "x" * 60
 
 

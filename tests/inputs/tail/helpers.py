@@ -57,7 +57,8 @@ async def running(tail: dict[str, Any], service: dict[str, Any] | None = None,
     key = f"sink-{id(tail)}"
     STATE[key] = Sink(sink_script)
     model = make_model(service=service, inputs=[{"name": "tail", "tag": "t", **tail}],
-                       filters=extra_filters, outputs=[{"name": "test_sink", "match": "*", "id": key}])
+                       filters=extra_filters,
+                       outputs=[{"name": "test_sink", "match": "*", "id": key}])
     if parsers_file is not None:
         load_parsers_file(str(parsers_file), model)
     engine = Engine(build(model))
