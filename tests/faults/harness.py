@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class Outcome:
     duplicated: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    enriched: int = 0  # events carrying a kubernetes block
 
     def row(self) -> dict[str, Any]:
         return {"scenario": self.scenario, "run": self.run, "written": self.written,
@@ -83,7 +85,8 @@ class Node:
     def __init__(self, root: Path, moto: MotoServer, proxy: FaultProxy, *,
                  files: int = 3, service: dict[str, str] | None = None,
                  input_opts: dict[str, str] | None = None,
-                 output_opts: dict[str, str] | None = None) -> None:
+                 output_opts: dict[str, str] | None = None,
+                 filters: list[dict[str, str]] | None = None) -> None:
         self.root = root
         self.moto = moto
         self.proxy = proxy
@@ -100,6 +103,9 @@ class Node:
                             "log_group_name": self.group, "log_stream_prefix": "node-",
                             "auto_create_group": "on", "retry_limit": "no_limits",
                             **(output_opts or {})}
+        self.filters = list(filters or [])
+        self.cleanups: list[Callable[[], None]] = []  # run by stop(), last first
+        self.enriched = 0  # events with a kubernetes block, at the last read_group()
         self.conf = root / "agent.conf"
         self.agent_log = root / "agent.log"
         self.agent: subprocess.Popen[bytes] | None = None
@@ -146,8 +152,9 @@ class Node:
             return f"[{name}]\n" + "".join(f"    {k} {v}\n" for k, v in opts.items())
         self.conf.write_text(
             section("SERVICE", self.service)
-            + section("INPUT", {"name": "tail", "tag": "app.*",
+            + section("INPUT", {"name": "tail", "tag": "kube.*",
                                 "path": str(self.logs / "*.log"), **self.input_opts})
+            + "".join(section("FILTER", f) for f in self.filters)
             + section("OUTPUT", {"name": "cloudwatch_logs", "match": "*",
                                  **self.output_opts}))
 
@@ -185,6 +192,13 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.agent.kill()
                 self.agent.wait(5)
+        while self.cleanups:
+            self.cleanups.pop()()
+
+    @property
+    def tag_prefix(self) -> str:
+        """What tail's ``kube.*`` tag puts before a file's name (Kube_Tag_Prefix)."""
+        return "kube." + str(self.logs).strip("/").replace("/", ".") + "."
 
     def log_text(self) -> str:
         return self.agent_log.read_text(errors="replace") if self.agent_log.exists() else ""
@@ -198,6 +212,7 @@ class Node:
         """Sequence texts now in the log group (or in some of its streams)."""
         logs = self.moto.client("logs")
         seen: Counter[str] = Counter()
+        enriched = 0
         if streams is None:
             try:
                 streams = [s["logStreamName"] for page in
@@ -215,13 +230,16 @@ class Node:
                 page = logs.get_log_events(**kw)
                 for event in page["events"]:
                     try:
-                        seen[orjson.loads(event["message"])["log"].split(" ", 1)[0]] += 1
+                        record = orjson.loads(event["message"])
+                        seen[record["log"].split(" ", 1)[0]] += 1
+                        enriched += "kubernetes" in record
                     except (ValueError, KeyError, AttributeError):
                         seen["<unreadable>"] += 1
                 nxt = page.get("nextForwardToken")
                 if not page["events"] or nxt == token:
                     break
                 token = nxt
+        self.enriched = enriched
         return seen
 
     def expected(self) -> set[str]:
@@ -250,7 +268,9 @@ class Node:
         dup = sum(n - 1 for key, n in seen.items() if key in want and n > 1)
         extra = sum(n for key, n in seen.items() if key not in want)
         notes = list(self.notes)
+        if any(f.get("name") == "kubernetes" for f in self.filters):
+            notes.append(f"{self.enriched} of {sum(seen.values())} events enriched")
         if extra:
             notes.append(f"{extra} unexpected events")
         return Outcome(scenario, run, len(want), sum(seen.values()), lost, dup,
-                       time.monotonic() - started, notes)
+                       time.monotonic() - started, notes, self.enriched)

@@ -120,6 +120,29 @@ def sigterm_backlog(node: Node, scale: float) -> None:
     node.restart()
 
 
+def api_down_at_start(node: Node, scale: float) -> None:
+    """The kubernetes filter's API server is down when the agent starts and comes up 3 s
+    later: records flow unenriched meanwhile (never held or dropped), then enriched."""
+    from tests.peers.kube_api import kube_api_peer, pod
+
+    peer_cm = kube_api_peer(node.root / "kube-api")
+    peer = peer_cm.__enter__()
+
+    def close_peer() -> None:
+        peer_cm.__exit__(None, None, None)
+    node.cleanups.append(close_peer)
+    for f in (*range(node.files), *range(100, 100 + node.files)):
+        peer.server.add_pod(pod("default", f"app-{f}"))
+    peer.server.stop()
+    node.filters.append({"name": "kubernetes", "match": "kube.*", "merge_log": "on",
+                         "kube_tag_prefix": node.tag_prefix, **peer.settings()})
+    node.start()
+    node.start_writers(int(3000 * scale), 600)
+    time.sleep(3)
+    peer.server.start()
+    node.join_writers()
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("kill9_ingest", "kill -9 during ingestion (memory storage)", kill9_ingest,
              "memory buffering: offsets already advanced at ingestion, records in memory are "
@@ -135,6 +158,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("stream_deleted", "a log stream deleted mid-run (twice)", stream_deleted,
              "C plugin caches streams; since PR #11983 the chunk is rejected without retry: "
              "lost (§2 #18)"),
+    Scenario("api_down_at_start", "Kubernetes API server down at start, up 3 s later",
+             api_down_at_start,
+             "per-miss GETs fail and are not cached: records pass without metadata and the "
+             "API is hammered (§2 #8)"),
     Scenario("sigterm_backlog", "SIGTERM with a backlog while CloudWatch is down",
              sigterm_backlog,
              "Grace 5 s, retries in backoff not attempted, buffered data lost (§2 #13)"),

@@ -25,7 +25,7 @@ BUFFER_MAX = 32 * 1024
 
 # --- line strategies ----------------------------------------------------------------------------
 
-_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"),
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n"),
                 max_size=200)
 _junk = st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" "))
 

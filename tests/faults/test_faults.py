@@ -29,3 +29,6 @@ def test_nothing_lost(scenario: Scenario, tmp_path: Path,
         assert outcome.duplicated < outcome.written // 2, outcome.row()
     else:
         assert outcome.duplicated == 0, outcome.row()
+    if scenario.name == "api_down_at_start":
+        # Unenriched while the API was down, enriched once it came up.
+        assert 0 < outcome.enriched < outcome.delivered, outcome.row()
