@@ -8,10 +8,16 @@ deliver them; the runner then counts lost and duplicated lines.
 
 from __future__ import annotations
 
+import subprocess
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import orjson
+
+from rillet.engine.storage.format import HEADER, HEADER_SIZE, read_header
 from tests.faults.harness import Node
 from tests.peers.fault_proxy import Rule
 
@@ -143,6 +149,78 @@ def api_down_at_start(node: Node, scale: float) -> None:
     node.join_writers()
 
 
+FS_SERVICE = {"storage.path": "{root}/storage", "storage.checksum": "on",
+              "storage.metrics": "on"}
+FS_INPUT = {"storage.type": "filesystem"}
+
+
+def _chunk_files(node: Node) -> list[Path]:
+    return sorted((node.root / "storage").glob("*/*.flb"))
+
+
+def disk_full(node: Node, scale: float) -> None:
+    """storage.path on a 384 KiB tmpfs that fills while CloudWatch is down for 5 s."""
+    store = node.root / "storage"
+    store.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384k", "tmpfs", str(store)],
+                             capture_output=True).returncode == 0
+    if mounted:
+        node.cleanups.append(lambda: _umount(store))
+        node.notes.append("384 KiB tmpfs")
+    else:  # no mount here: a size-limited budget instead of a small disk
+        node.output_opts["storage.total_limit_size"] = "384k"
+        node.notes.append("no mount permitted: storage.total_limit_size 384k instead")
+    node.proxy.add(Rule("error", None, status=503, until=time.monotonic() + 5))
+    node.start()
+    node.start_writers(int(3000 * scale), 1000)
+    node.join_writers()
+    if "cannot write chunks" in node.log_text() or "budget" in node.log_text():
+        node.notes.append("storage full reported, input paused")
+
+
+def _umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def corrupt_chunk(node: Node, scale: float) -> None:
+    """Chunks pile up on disk while CloudWatch is down; the agent is killed; one chunk file gets
+    a flipped byte; the next agent (CloudWatch back) must quarantine it and deliver the rest."""
+    rule = node.proxy.add(Rule("error", None, status=503))
+    node.write_now(int(3000 * scale))
+    node.start()
+    deadline = time.monotonic() + 20
+    while len(_chunk_files(node)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    node.kill9()
+    files = _chunk_files(node)
+    assert files, "no chunk files were written:\n" + node.log_text()[-2000:]
+    victim = files[len(files) // 2]
+    data = bytearray(victim.read_bytes())
+    _meta, count = read_header(bytes(data), len(data))
+    lost = {orjson.loads(b)["log"].split(" ", 1)[0] for b in decode_unchecked(bytes(data))}
+    data[len(data) - 10] ^= 0x20  # inside the last record's text
+    victim.write_bytes(bytes(data))
+    node.accepted_loss |= lost
+    node.notes.append(f"corrupted {victim.name} ({count} records): quarantined and counted")
+    node.proxy.rules.remove(rule)
+    node.restart()
+
+
+def decode_unchecked(data: bytes) -> list[bytes]:
+    """The bodies of a chunk file, read without checks (to know which lines it holds)."""
+    _, _, _, _, _, meta_len, _, count = HEADER.unpack_from(data)
+    pos = HEADER_SIZE + meta_len + 8 * count
+    lengths = array("I")
+    lengths.frombytes(data[pos:pos + 4 * count])
+    pos += 4 * count
+    out = []
+    for n in lengths:
+        out.append(data[pos:pos + n])
+        pos += n
+    return out
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("kill9_ingest", "kill -9 during ingestion (memory storage)", kill9_ingest,
              "memory buffering: offsets already advanced at ingestion, records in memory are "
@@ -162,6 +240,21 @@ SCENARIOS: tuple[Scenario, ...] = (
              api_down_at_start,
              "per-miss GETs fail and are not cached: records pass without metadata and the "
              "API is hammered (§2 #8)"),
+    Scenario("kill9_ingest_fs", "kill -9 during ingestion (filesystem storage)", kill9_ingest,
+             "chunks on disk survive; tail DB offset may trail: re-read duplicates (§1h)",
+             service=FS_SERVICE, input_opts=FS_INPUT),
+    Scenario("kill9_delivery_fs", "kill -9 during delivery (filesystem storage)",
+             kill9_delivery,
+             "chunks re-sent whole after restart: duplicates (§1h)",
+             service=FS_SERVICE, input_opts=FS_INPUT),
+    Scenario("disk_full", "disk full for storage.path while CloudWatch is down", disk_full,
+             "chunk writes fail; records are lost (reference §2 #20 and chunkio errors)",
+             service=FS_SERVICE, input_opts=FS_INPUT),
+    Scenario("corrupt_chunk", "a corrupt chunk file at start (one byte flipped)",
+             corrupt_chunk,
+             "chunkio refuses the file (or crashes on it); with "
+             "storage.delete_irrecoverable_chunks it is deleted",
+             service=FS_SERVICE, input_opts=FS_INPUT),
     Scenario("sigterm_backlog", "SIGTERM with a backlog while CloudWatch is down",
              sigterm_backlog,
              "Grace 5 s, retries in backoff not attempted, buffered data lost (§2 #13)"),

@@ -14,7 +14,7 @@ from tests.peers.fixtures import moto_server  # noqa: F401
 from tests.peers.moto_server import MotoServer
 
 # Rows where duplicates are expected: batches on the wire when the agent was killed.
-KILLS = {"kill9_ingest", "kill9_delivery"}
+KILLS = {"kill9_ingest", "kill9_delivery", "kill9_ingest_fs", "kill9_delivery_fs"}
 
 
 @pytest.mark.timeout(150)
@@ -29,6 +29,9 @@ def test_nothing_lost(scenario: Scenario, tmp_path: Path,
         assert outcome.duplicated < outcome.written // 2, outcome.row()
     else:
         assert outcome.duplicated == 0, outcome.row()
+    if scenario.name == "corrupt_chunk":
+        # The damaged file is kept for inspection, not deleted or replayed.
+        assert list((tmp_path / "storage" / "quarantine").glob("*/*")), outcome.row()
     if scenario.name == "api_down_at_start":
         # Unenriched while the API was down, enriched once it came up.
         assert 0 < outcome.enriched < outcome.delivered, outcome.row()
