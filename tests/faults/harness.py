@@ -280,7 +280,7 @@ class Node:
         extra = sum(n for key, n in seen.items() if key not in want)
         notes = list(self.notes)
         if self.accepted_loss:
-            notes.append(f"{destroyed} lines of the corrupted chunk not delivered")
+            notes.append(f"{destroyed} damaged record(s) not delivered, the rest salvaged")
         if any(f.get("name") == "kubernetes" for f in self.filters):
             notes.append(f"{self.enriched} of {sum(seen.values())} events enriched")
         if extra:

@@ -32,6 +32,7 @@ def test_nothing_lost(scenario: Scenario, tmp_path: Path,
     if scenario.name == "corrupt_chunk":
         # The damaged file is kept for inspection, not deleted or replayed.
         assert list((tmp_path / "storage" / "quarantine").glob("*/*")), outcome.row()
+        assert outcome.delivered == outcome.written - 1, outcome.row()
     if scenario.name == "api_down_at_start":
         # Unenriched while the API was down, enriched once it came up.
         assert 0 < outcome.enriched < outcome.delivered, outcome.row()
