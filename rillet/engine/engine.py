@@ -15,6 +15,14 @@ Data flow for one input batch (all in one event loop, one batch at a time):
 Backpressure: an input with ``Mem_Buf_Limit`` is paused once its in-flight bytes reach the limit
 (the write that crosses it is accepted, as in Fluent Bit) and resumed the moment they drop below,
 without waiting for a timer. ``emit`` blocks while the input is paused.
+
+Storage (``storage.path``, see docs/storage.md): a ``filesystem`` input's chunk is written to disk
+when it is dispatched and acknowledged to the input at once; an ``overflow`` input's chunk is
+written only under backpressure (its input has ``storage.spill_threshold`` bytes waiting, or the
+chunk waits for a retry). Each output that finishes a stored chunk is recorded on disk; chunks
+kept only on disk wait in the store's backlog and are loaded back as memory frees. A chunk that
+cannot be written (disk error, budget full) is delivered from memory with memory semantics, and
+its input is paused until the write succeeds or the chunk is delivered.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Iterable
@@ -30,9 +39,11 @@ from typing import Any
 
 from rillet import log as rlog
 from rillet.engine.chunk import AckList, AckRef, Batch, Chunk
+from rillet.engine.deadletter import DeadLetters
 from rillet.engine.metrics import OutputState
 from rillet.engine.pipeline import FilterInstance, InputInstance, OutputInstance, Pipeline
 from rillet.engine.plugin import InputContext, Partial, Status
+from rillet.engine.storage.store import StorageError, Store, StoredChunk
 from rillet.outputs import formats
 
 # Fluent Bit's soft chunk size (FLB_INPUT_CHUNK_FS_MAX_SIZE).
@@ -40,7 +51,10 @@ CHUNK_MAX = 2_048_000
 
 _log = rlog.get("engine")
 _input_log = rlog.get("input")
+_storage_log = rlog.get("storage")
 _PAUSE_LOG_PERIOD = 10.0
+MEMORY, FILESYSTEM, OVERFLOW = 0, 1, 2
+_MODES = {"memory": MEMORY, "filesystem": FILESYSTEM, "overflow": OVERFLOW}
 
 
 @dataclass(slots=True, eq=False)
@@ -59,6 +73,11 @@ class _Flight:
     pending: int
     dropped: int = 0
     born: float = 0.0  # time.time() when the chunk was opened (for the latency histogram)
+    outputs: tuple[OutputInstance, ...] = ()
+    stored: StoredChunk | None = None  # its chunk file, once written
+    released: bool = False  # its bytes have left the input's in-flight total already
+    blocked: bool = False  # a write failed: its input stays paused until it is written or done
+    finished: list[str] | None = None  # outputs done with it (tracked when storage is on)
 
 
 @dataclass(slots=True, eq=False)
@@ -87,6 +106,12 @@ class _InputRuntime(InputContext):
         self.pauses = 0
         self.born: dict[str, float] = {}  # tag -> time.time() its open chunk was created
         self._next_pause_log = 0.0
+        opts = inst.opts
+        self.mode = _MODES.get(inst.storage, MEMORY)
+        self.spill_threshold: int = opts.get("storage.spill_threshold") or 0
+        self.pause_on_overlimit: bool = bool(opts.get("storage.pause_on_chunks_overlimit"))
+        self.blocks = 0  # flights whose chunk could not be written (storage backpressure)
+        self.overlimit = False  # paused by storage.pause_on_chunks_overlimit
 
     # -- InputContext -------------------------------------------------------------------------
     async def emit(self, batch: Batch) -> None:
@@ -111,28 +136,42 @@ class _InputRuntime(InputContext):
         self.inflight += size
         limit = self.inst.mem_buf_limit
         if limit and self.inflight >= limit and self._resumed.is_set():
-            self._resumed.clear()
-            self.paused_since = now = time.monotonic()
-            self.pauses += 1
-            self.inst.counters["ingestion_paused"] = 1
-            # A busy input may pause many times a second: say so at most every 10 s.
-            level = logging.DEBUG
-            if now >= self._next_pause_log:
-                level, self._next_pause_log = logging.WARNING, now + _PAUSE_LOG_PERIOD
-            _input_log.log(level, "%s paused (mem buf overlimit - buf size %dB exceeded limit "
-                           "%dB; %d pauses so far)", self.inst.name, self.inflight, limit,
-                           self.pauses)
+            self.pause("mem buf overlimit - buf size %dB exceeded limit %dB",
+                       self.inflight, limit)
             # Nothing would free memory until the next Flush tick otherwise.
             self.engine._dispatch_open(self)
 
+    def pause(self, why: str, *args: Any) -> None:
+        if not self._resumed.is_set():
+            return
+        self._resumed.clear()
+        self.paused_since = now = time.monotonic()
+        self.pauses += 1
+        self.inst.counters["ingestion_paused"] = 1
+        # A busy input may pause many times a second: say so at most every 10 s.
+        level = logging.DEBUG
+        if now >= self._next_pause_log:
+            level, self._next_pause_log = logging.WARNING, now + _PAUSE_LOG_PERIOD
+        _input_log.log(level, "%s paused (" + why + "; %d pauses so far)", self.inst.name,
+                       *args, self.pauses)
+
     def release(self, size: int) -> None:
         self.inflight -= size
-        if not self._resumed.is_set() and self.inflight < self.inst.mem_buf_limit:
-            self.paused_seconds += time.monotonic() - self.paused_since
-            self.inst.counters["ingestion_paused"] = 0
-            _input_log.debug("%s resume (mem buf overlimit - buf size %dB now below limit "
-                             "%dB)", self.inst.name, self.inflight, self.inst.mem_buf_limit)
-            self._resumed.set()
+        if not self._resumed.is_set():
+            self.maybe_resume()
+
+    def maybe_resume(self) -> None:
+        """Resume unless something still holds the input: Mem_Buf_Limit, a chunk that could
+        not be written, or storage.pause_on_chunks_overlimit."""
+        limit = self.inst.mem_buf_limit
+        if (self._resumed.is_set() or (limit and self.inflight >= limit) or self.blocks
+                or self.overlimit):
+            return
+        self.paused_seconds += time.monotonic() - self.paused_since
+        self.inst.counters["ingestion_paused"] = 0
+        _input_log.debug("%s resume (buf size %dB, limit %dB)", self.inst.name, self.inflight,
+                         limit)
+        self._resumed.set()
 
 
 @dataclass
@@ -170,6 +209,34 @@ class Engine:
             o: self.output_states[o.name] for o in pipeline.outputs}
         formats.configure(escape_unicode=service["json.escape_unicode"],
                           convert_nan_to_null=service["json.convert_nan_to_null"])
+        # Storage (docs/storage.md): chunk files, the backlog, dead letters.
+        self.store: Store | None = None
+        self.dead_letters: DeadLetters | None = None
+        self.max_chunks_up: int = max(1, service.get("storage.max_chunks_up") or 128)
+        self.backlog_mem_limit: int = service.get("storage.backlog.mem_limit") or 0
+        self.fs_up = 0  # stored chunks in memory (flights with a chunk file)
+        self.fs_up_bytes = 0
+        self.blocked: set[_Flight] = set()
+        self.persisted_at_exit = 0
+        path = service.get("storage.path")
+        if path:
+            rejected = os.path.join(path, service["storage.rejected.path"])
+            skip = os.path.relpath(rejected, path).split(os.sep)[0]
+            self.store = Store(
+                path, sync_full=service["storage.sync"] == "full",
+                checksum=service["storage.checksum"],
+                delete_irrecoverable=service["storage.delete_irrecoverable_chunks"],
+                limits={o.name: o.total_limit_size for o in pipeline.outputs},
+                drop_oldest={o.name for o in pipeline.outputs
+                             if o.opts.get("storage.total_limit_action") == "drop_oldest"},
+                skip_dirs=(skip,), log=_storage_log)
+            if service["storage.keep.rejected"]:
+                self.dead_letters = DeadLetters(rejected, service["storage.rejected.max_size"],
+                                                _storage_log)
+            # Shown from the start with storage on; otherwise only once something is rejected
+            # (/api/v1/metrics keeps Fluent Bit's exact keys on a clean run).
+            for out in pipeline.outputs:
+                out.counters.setdefault("rejected_records", 0)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> int:
@@ -190,6 +257,10 @@ class Engine:
         for inst in p.inputs:
             rt = _InputRuntime(self, inst)
             self.inputs.append(rt)
+        if self.store is not None:
+            # What a previous run left goes first (order per tag).
+            self.store.scan()
+            self._load_backlog()
         for rt in self.inputs:
             rt.task = asyncio.create_task(self._run_input(rt), name=f"input {rt.inst.name}")
         ticker = asyncio.create_task(self._ticker(), name="flush ticker")
@@ -205,6 +276,8 @@ class Engine:
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
         await self._stop_plugins([*p.filters, *p.outputs])
+        if self.store is not None:
+            self.store.close()
         _log.info("stopped")
         return 0
 
@@ -268,6 +341,8 @@ class Engine:
             self.report.undelivered_records = records
             _log.warning("grace period of %gs expired: %d chunks (%d records) not delivered",
                          self.grace, len(self.flights), records)
+            if self.store is not None:
+                self._persist_at_exit()
         for retry in list(self.retries):
             if retry.handle is not None:
                 retry.handle.cancel()
@@ -283,6 +358,8 @@ class Engine:
             for rt in self.inputs:
                 if rt.open:
                     self._dispatch_open(rt)
+            if self.store is not None:
+                self._storage_tick()
 
     # -- ingestion ----------------------------------------------------------------------------
     def _route(self, rt: _InputRuntime, tag: str) -> _Route:
@@ -354,18 +431,200 @@ class Engine:
 
     def _dispatch(self, rt: _InputRuntime, chunk: Chunk) -> None:
         outputs = self._route(rt, chunk.tag).outputs
+        if rt.mode and self.store is not None and self._dispatch_stored(rt, chunk, outputs):
+            return
+        self._launch(rt, chunk, outputs, rt.born.pop(chunk.tag, None))
+
+    def _launch(self, rt: _InputRuntime, chunk: Chunk, outputs: tuple[OutputInstance, ...],
+                born: float | None, stored: StoredChunk | None = None) -> _Flight:
         now = time.time()
-        flight = _Flight(chunk, rt, len(outputs), born=rt.born.pop(chunk.tag, now))
+        flight = _Flight(chunk, rt, len(outputs), born=now if born is None else born,
+                         outputs=outputs)
+        if stored is not None:
+            flight.stored = stored
+            flight.released = True
+            stored.up = True
+            self.fs_up += 1
+            self.fs_up_bytes += chunk.size
+        elif self.store is not None:
+            flight.finished = []
         self.flights.add(flight)
         n = len(chunk)
         for out in outputs:
             self._ostate[out].add_pending(n, now)
             self._spawn(flight, out, chunk, 0)
+        return flight
 
     def _spawn(self, flight: _Flight, out: OutputInstance, chunk: Chunk, attempt: int) -> None:
         task = asyncio.create_task(self._deliver(flight, out, chunk, attempt))
         self.deliveries.add(task)
         task.add_done_callback(self.deliveries.discard)
+
+    # -- storage ------------------------------------------------------------------------------
+    def _dispatch_stored(self, rt: _InputRuntime, chunk: Chunk,
+                         outputs: tuple[OutputInstance, ...]) -> bool:
+        """A filesystem or overflow input's chunk: write it when its mode says so. False when
+        it goes on as a plain memory chunk."""
+        store = self.store
+        assert store is not None
+        waiting = (chunk.input_name, chunk.tag) in store.backlog_keys  # keep order per tag
+        full = self._up_full()
+        if rt.mode == OVERFLOW and not waiting and not full and (
+                rt.inflight < rt.spill_threshold or not self._behind(outputs)):
+            return False
+        born = rt.born.pop(chunk.tag, None)
+        try:
+            sc = store.persist(chunk, [o.name for o in outputs], self._evicted)
+        except StorageError as exc:
+            self._block(self._launch(rt, chunk, outputs, born), exc)
+            return True
+        self._acknowledge_stored(rt, chunk)
+        if rt.mode == OVERFLOW or waiting or (full and not rt.pause_on_overlimit):
+            store.queue(sc)  # down: on disk only until the backlog loads it
+            self._load_backlog()
+            return True
+        self._launch(rt, chunk, outputs, born, sc)
+        if rt.pause_on_overlimit and self.fs_up >= self.max_chunks_up:
+            rt.overlimit = True
+            rt.pause("storage.max_chunks_up reached: %d chunks up", self.fs_up)
+        return True
+
+    def _up_full(self) -> bool:
+        """As many stored chunks are in memory as storage.max_chunks_up and
+        storage.backlog.mem_limit allow."""
+        return self.fs_up >= self.max_chunks_up or bool(
+            self.backlog_mem_limit and self.fs_up_bytes >= self.backlog_mem_limit)
+
+    def _behind(self, outputs: tuple[OutputInstance, ...]) -> bool:
+        """Some output has had records pending for a whole Flush interval (not keeping up)."""
+        now = time.time()
+        limit = self.flush_interval
+        for out in outputs:
+            state = self._ostate[out]
+            if state.pending > 0 and now - state.pending_since >= limit:
+                return True
+        return False
+
+    def _acknowledge_stored(self, rt: _InputRuntime, chunk: Chunk) -> None:
+        """The chunk is on disk: its records are final for the input (Fluent Bit's model)."""
+        acks, chunk.acks = chunk.acks, []
+        rt.release(chunk.size)
+        for token in acks:
+            self._ack(rt, token, True)
+
+    def _spill(self, flight: _Flight) -> bool:
+        """Write an in-memory flight for the outputs that still owe it; False if refused."""
+        store = self.store
+        assert store is not None
+        done = flight.finished or ()
+        routes = [o.name for o in flight.outputs if o.name not in done]
+        try:
+            sc = store.persist(flight.chunk, routes, self._evicted)
+        except StorageError as exc:
+            self._block(flight, exc)
+            return False
+        sc.up = True
+        flight.stored = sc
+        self.fs_up += 1
+        self.fs_up_bytes += flight.chunk.size
+        if not flight.released:
+            flight.released = True
+            self._acknowledge_stored(flight.source, flight.chunk)
+        self._unblock(flight)
+        return True
+
+    def _block(self, flight: _Flight, exc: StorageError) -> None:
+        if flight.blocked:
+            return
+        flight.blocked = True
+        self.blocked.add(flight)
+        rt = flight.source
+        rt.blocks += 1
+        rt.inst.counters.add("storage_blocked_chunks")
+        rt.pause("storage: %s", str(exc))
+
+    def _unblock(self, flight: _Flight) -> None:
+        if not flight.blocked:
+            return
+        flight.blocked = False
+        self.blocked.discard(flight)
+        rt = flight.source
+        rt.blocks -= 1
+        rt.maybe_resume()
+
+    def _evicted(self, sc: StoredChunk, output: str) -> None:
+        """drop_oldest made room on disk by giving up a waiting chunk for ``output``."""
+        out = next((o for o in self.pipeline.outputs if o.name == output), None)
+        if out is not None:
+            out.counters["dropped_records"] += sc.records
+            out.counters.add("storage_evicted_records", sc.records)
+        _storage_log.warning("storage.total_limit_size of %s is full: oldest chunk %s "
+                             "(%d records) dropped for it (storage.total_limit_action "
+                             "drop_oldest)", output, sc.path, sc.records)
+
+    def _storage_tick(self) -> None:
+        """Retry the writes that failed, then load backlog chunks into free memory."""
+        for flight in sorted(self.blocked, key=lambda f: f.chunk.id):
+            if not self._spill(flight):
+                break
+        self._load_backlog()
+
+    def _load_backlog(self) -> None:
+        store = self.store
+        if store is None or not self.inputs:
+            return
+        while store.backlog and not self._up_full():
+            got = store.take()
+            if got is None:
+                return
+            sc, times, bodies = got
+            rt = next((r for r in self.inputs if r.inst.name == sc.input_name), self.inputs[0])
+            chunk = Chunk(sc.tag, sc.input_name, times, bodies, sc.file_size)
+            outputs = tuple(o for o in self.pipeline.outputs if o.name in sc.owed)
+            if len(outputs) != len(sc.owed):
+                gone = sorted(sc.owed - {o.name for o in outputs})
+                if outputs:  # the others still owe it: the gone ones are done with it
+                    for name in gone:
+                        store.done(sc, name)
+                else:  # owed only to outputs that are gone: route it by tag again
+                    outputs = self._route(rt, sc.tag).outputs
+                    store.reroute(sc, [o.name for o in outputs])
+                _storage_log.warning("chunk %s is owed to outputs that no longer exist (%s): "
+                                     "sent to %s", sc.path, ", ".join(gone),
+                                     ", ".join(o.name for o in outputs) or "nobody (deleted)")
+                if not outputs:
+                    continue
+            self._launch(rt, chunk, outputs, None, sc)
+
+    def _persist_at_exit(self) -> None:
+        """Grace expired: write what is still owed, then acknowledge it to its inputs."""
+        store = self.store
+        assert store is not None
+        saved = failed = 0
+        for flight in sorted(self.flights, key=lambda f: f.chunk.id):
+            if flight.stored is not None:
+                continue
+            if self._spill(flight):
+                saved += 1
+            else:
+                failed += 1
+        self.persisted_at_exit = saved
+        if saved or failed:
+            _storage_log.info("shutdown: %d undelivered chunks written to %s for the next run%s",
+                              saved, store.root, f"; {failed} could not be written and were "
+                              "not acknowledged" if failed else "")
+
+    def _reject(self, flight: _Flight, out: OutputInstance, chunk: Chunk,
+                segments: list[tuple[int, int, str]]) -> None:
+        """Records ``out`` gave up on: counted, and kept as dead letters when asked."""
+        out.counters.add("rejected_records", sum(b - a for a, b, _ in segments))
+        dead = self.dead_letters
+        if dead is None:
+            return
+        for start, stop, reason in segments:
+            if not dead.write(out.name, chunk.input_name, chunk.tag, reason,
+                              chunk.times[start:stop], chunk.bodies[start:stop]):
+                out.counters.add("dead_letter_errors")
 
     async def _deliver(self, flight: _Flight, out: OutputInstance, chunk: Chunk,
                        attempt: int) -> None:
@@ -379,7 +638,7 @@ class Engine:
                 out.log.exception("flush failed: %s", exc)
                 result = Status.RETRY
         n = len(chunk)
-        retry, errors, reasons = _split(result, n)
+        retry, errors, reasons, segments = _split(result, n)
         failed = sum(b - a for a, b in retry) + sum(b - a for a, b in errors)
         ok = n - failed
         state = self._ostate[out]
@@ -396,12 +655,16 @@ class Engine:
             out.log.error("chunk '%d' (%d records): %d records could not be delivered and are "
                           "dropped%s", chunk.id, n, dropped,
                           f": {'; '.join(reasons)}" if reasons else "")
+            self._reject(flight, out, chunk, segments)
         if retry:
             sub = chunk if retry == [(0, n)] else chunk.subset(retry)
             limit = out.retry_limit
             if limit is None or attempt < limit:
                 state.settle(n - len(sub))
                 self._schedule_retry(flight, out, sub, attempt + 1)
+                if (flight.stored is None and not flight.blocked
+                        and flight.source.mode == OVERFLOW and self.store is not None):
+                    self._spill(flight)  # waiting for a retry is backpressure: spill
                 return
             counters["retries_failed"] += 1
             counters["dropped_records"] += len(sub)
@@ -409,8 +672,10 @@ class Engine:
             _log.warning("chunk '%d' cannot be retried: task_id=%d, input=%s > output=%s, "
                          "%d records dropped", chunk.id, chunk.id, flight.source.inst.name,
                             out.name, len(sub))
+            self._reject(flight, out, sub, [(0, len(sub), f"retry limit exhausted after "
+                                                          f"{attempt} retries")])
         state.settle(n)
-        self._route_done(flight)
+        self._route_done(flight, out)
 
     def _schedule_retry(self, flight: _Flight, out: OutputInstance, chunk: Chunk,
                         attempt: int) -> None:
@@ -441,16 +706,34 @@ class Engine:
         top = min(cap, base * (2 ** min(attempt, 62)))
         return random.uniform(base, max(base, top))
 
-    def _route_done(self, flight: _Flight) -> None:
+    def _route_done(self, flight: _Flight, out: OutputInstance) -> None:
         flight.pending -= 1
+        stored = flight.stored
+        if stored is not None:
+            assert self.store is not None
+            self.store.done(stored, out.name)
+        elif flight.finished is not None:
+            flight.finished.append(out.name)
         if flight.pending > 0:
             return
         self.flights.discard(flight)
         rt = flight.source
-        rt.release(flight.chunk.size)
+        if not flight.released:
+            rt.release(flight.chunk.size)
+        if flight.blocked:
+            self._unblock(flight)
         complete = flight.dropped == 0
         for token in flight.chunk.acks:
             self._ack(rt, token, complete)
+        if stored is not None:
+            self.fs_up -= 1
+            self.fs_up_bytes -= flight.chunk.size
+            if self.fs_up < self.max_chunks_up:
+                for other in self.inputs:
+                    if other.overlimit:
+                        other.overlimit = False
+                        other.maybe_resume()
+            self._load_backlog()
         if not self.flights:
             self._idle.set()
 
@@ -510,15 +793,19 @@ class Engine:
         } for rt in self.inputs}
 
 
-def _split(result: Any, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]],
-                                          list[str]]:
-    """Normalise a flush result to (retry ranges, error ranges, error reasons)."""
+Ranges = list[tuple[int, int]]
+
+
+def _split(result: Any, n: int) -> tuple[Ranges, Ranges, list[str], list[tuple[int, int, str]]]:
+    """Normalise a flush result to (retry ranges, error ranges, error reasons, error segments
+    with their reason)."""
     if result == Status.OK:
-        return [], [], []
+        return [], [], [], []
     if isinstance(result, Partial):
-        retry: list[tuple[int, int]] = []
-        errors: list[tuple[int, int]] = []
+        retry: Ranges = []
+        errors: Ranges = []
         reasons: list[str] = []
+        segments: list[tuple[int, int, str]] = []
         for start, stop, status, reason in sorted(result.segments):
             start, stop = max(0, start), min(n, stop)
             if stop <= start or status == Status.OK:
@@ -527,12 +814,13 @@ def _split(result: Any, n: int) -> tuple[list[tuple[int, int]], list[tuple[int, 
                 retry.append((start, stop))
             else:
                 errors.append((start, stop))
+                segments.append((start, stop, reason or "the output rejected these records"))
                 if reason:
                     reasons.append(reason)
-        return _merge(retry), _merge(errors), reasons
+        return _merge(retry), _merge(errors), reasons, segments
     if result == Status.RETRY:
-        return [(0, n)], [], []
-    return [], [(0, n)], []
+        return [(0, n)], [], [], []
+    return [], [(0, n)], [], [(0, n, "the output answered ERROR")]
 
 
 def _merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -57,6 +57,7 @@ class Instance:
 class InputInstance(Instance):
     tag: str = ""
     mem_buf_limit: int = 0
+    storage: str = "memory"  # memory, filesystem or overflow (storage.type)
 
 
 @dataclass(eq=False)
@@ -69,6 +70,7 @@ class OutputInstance(Instance):
     matcher: Matcher = field(default_factory=lambda: Matcher(None, None))
     retry_limit: int | None = 1
     workers: int = 1
+    total_limit_size: int = 0  # storage.total_limit_size (0 = unlimited)
 
 
 @dataclass
@@ -132,6 +134,27 @@ def _make(section: Section, errors: list[str], seen: dict[str, int],
     return _Made(cls, opts, instance, obj, counters, logger)
 
 
+def _emitter_for(made: _Made, section: Section, errors: list[str], metrics: Registry,
+                 emitters: list[tuple[InputInstance, Section]]) -> None:
+    """The internal ``emitter`` input a filter asks for (``emitter_request()`` -> name and
+    Mem_Buf_Limit; rewrite_tag), handed to it with ``attach_emitter``."""
+    request = getattr(made.plugin, "emitter_request", None)
+    if request is None:
+        return
+    name, mem_buf_limit = request()
+    cls = plugins.lookup("input", "emitter")
+    assert cls is not None
+    sec = Section("input", section.file, section.line)
+    sec.set("name", "emitter", section.file, section.line)
+    opts = resolve(sec, plugins.full_table(cls), errors)
+    counters = metrics.counters("input", name)
+    logger = rlog.get(f"input:emitter:{name}", made.opts.get("log_level"))
+    plugin = cls(name, opts, logger, counters)
+    made.plugin.attach_emitter(plugin)
+    emitters.append((InputInstance("input", name, cls.name, sec, opts, plugin, counters, logger,
+                                   tag=name, mem_buf_limit=mem_buf_limit), section))
+
+
 def build(model: ConfigModel) -> Pipeline:
     """Validate the whole model and construct every plugin; raise ConfigError listing all errors."""
     errors: list[str] = []
@@ -146,6 +169,7 @@ def build(model: ConfigModel) -> Pipeline:
     inputs: list[InputInstance] = []
     filters: list[FilterInstance] = []
     outputs: list[OutputInstance] = []
+    emitters: list[tuple[InputInstance, Section]] = []
 
     for section in model.inputs:
         made = _make(section, errors, seen, metrics, parsers)
@@ -155,7 +179,12 @@ def build(model: ConfigModel) -> Pipeline:
         inputs.append(InputInstance("input", made.name, made.cls.name, section, opts,
                                     made.plugin, made.counters, made.log,
                                     tag=opts.get("tag") or made.name,
-                                    mem_buf_limit=opts["mem_buf_limit"]))
+                                    mem_buf_limit=opts["mem_buf_limit"],
+                                    storage=opts["storage.type"]))
+        if opts["storage.type"] != "memory" and not service.get("storage.path"):
+            errors.append(entry_error(section, section.find("storage.type"), "storage.type",
+                                      f"'{opts['storage.type']}' needs storage.path in "
+                                      "[SERVICE]"))
     for section in model.filters:
         made = _make(section, errors, seen, metrics, parsers)
         if made is None:
@@ -166,6 +195,7 @@ def build(model: ConfigModel) -> Pipeline:
                             "the filter sees no records")
         filters.append(FilterInstance("filter", made.name, made.cls.name, section, made.opts,
                                       made.plugin, made.counters, made.log, matcher=matcher))
+        _emitter_for(made, section, errors, metrics, emitters)
     for section in model.outputs:
         made = _make(section, errors, seen, metrics, parsers)
         if made is None:
@@ -182,15 +212,24 @@ def build(model: ConfigModel) -> Pipeline:
         outputs.append(OutputInstance("output", made.name, made.cls.name, section, opts,
                                       made.plugin, made.counters, made.log,
                                       matcher=_matcher(section, opts, errors),
-                                      retry_limit=retry_limit, workers=max(1, workers)))
+                                      retry_limit=retry_limit, workers=max(1, workers),
+                                      total_limit_size=opts["storage.total_limit_size"] or 0))
 
     # Fluent Bit: a single input and a single output, the output without Match -> Match '*'.
     if len(inputs) == 1 and len(outputs) == 1 and outputs[0].matcher.empty:
         outputs[0].matcher = Matcher("*", None)
+    for emitter, fsec in emitters:  # after the rule above: internal inputs do not count
+        if any(i.name == emitter.name for i in inputs):
+            errors.append(entry_error(fsec, fsec.find("emitter_name"), "emitter_name",
+                                      f"emitter_name '{emitter.name}' already exists"))
+        inputs.append(emitter)
     for out in outputs:
         if out.matcher.empty:
             warnings.append(f"{out.section.file}:{out.section.line}: {out.section.label}: "
                             "no Match rule, the output receives no records")
+    if service.get("storage.keep.rejected") and not service.get("storage.path"):
+        errors.append(entry_error(model.service, model.service.find("storage.keep.rejected"),
+                                  "storage.keep.rejected", "needs storage.path"))
     if errors:
         raise ConfigError(errors)
     return Pipeline(service, inputs, filters, outputs, metrics, model, parsers, warnings)

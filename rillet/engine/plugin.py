@@ -154,20 +154,20 @@ class Output(Plugin):
 
 # --- options every instance of a kind takes -------------------------------------------------
 
-def _check_storage_type(value: str) -> str | None:
-    if value != "memory":
-        return "only 'memory' storage is available in this version"
-    return None
-
-
 COMMON_INPUT: tuple[Option, ...] = (
     Option("tag", T.STR, None, "tag of the records; defaults to the instance name (e.g. dummy.0)"),
     Option("alias", T.STR, None, "name of the instance in logs and metrics"),
     Option("log_level", T.STR, None, "log level of this instance", choices=LEVEL_CHOICES),
     Option("mem_buf_limit", T.SIZE, "0", "pause the input while this many bytes are in flight "
            "(0 = no limit)"),
-    Option("storage.type", T.STR, "memory", "where chunks are buffered",
-           choices=("memory", "filesystem"), check=_check_storage_type),
+    Option("storage.type", T.STR, "memory", "where chunks are buffered: memory, filesystem "
+           "(on disk before the input is acknowledged) or overflow (rillet: in memory, spilled "
+           "to disk only under backpressure); the last two need storage.path",
+           choices=("memory", "filesystem", "overflow")),
+    Option("storage.pause_on_chunks_overlimit", T.BOOL, "off", "filesystem: pause the input "
+           "instead of keeping chunks only on disk once storage.max_chunks_up are in memory"),
+    Option("storage.spill_threshold", T.SIZE, "8M", "overflow (rillet): spill new chunks to "
+           "disk while the input has this many bytes waiting for outputs"),
 )
 COMMON_FILTER: tuple[Option, ...] = (
     Option("match", T.STR, None, "tag pattern of the records to filter ('*' matches anything)"),
@@ -183,6 +183,11 @@ COMMON_OUTPUT: tuple[Option, ...] = (
     Option("retry_limit", T.STR, "1", "retries per chunk: a number, no_limits/false/off "
            "(unlimited) or no_retries"),
     Option("workers", T.INT, None, "concurrent flushes for this output"),
+    Option("storage.total_limit_size", T.SIZE, None, "disk budget of the chunk files this "
+           "output still owes (none = unlimited)"),
+    Option("storage.total_limit_action", T.STR, "pause", "when the budget is full: pause the "
+           "inputs (rillet) or drop_oldest waiting chunks (Fluent Bit)",
+           choices=("pause", "drop_oldest")),
 )
 COMMON = {"input": COMMON_INPUT, "filter": COMMON_FILTER, "output": COMMON_OUTPUT}
 

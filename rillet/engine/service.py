@@ -58,4 +58,12 @@ SERVICE_OPTIONS: tuple[Option, ...] = (
     Option("storage.max_chunks_up", T.INT, "128", "chunks kept in memory with filesystem "
            "storage"),
     Option("storage.backlog.mem_limit", T.SIZE, "100M", "memory for replaying stored chunks"),
+    Option("storage.delete_irrecoverable_chunks", T.BOOL, "off", "delete corrupt chunk files "
+           "instead of moving them to storage.path/quarantine"),
+    Option("storage.keep.rejected", T.BOOL, "off", "write records outputs give up on (dead "
+           "letters) to storage.rejected.path"),
+    Option("storage.rejected.path", T.STR, "rejected", "dead-letter directory (relative to "
+           "storage.path)"),
+    Option("storage.rejected.max_size", T.SIZE, "100M", "size at which an output's dead-letter "
+           "file is rotated (one old file kept; rillet)"),
 )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from rillet.engine.storage import report as storage_report
 from rillet.monitor import render
 from rillet.monitor.http import JSON, PROMETHEUS, TEXT, Request, Response
 
@@ -83,7 +84,7 @@ class MonitorAPI:
         return Response(200, text.encode(), PROMETHEUS)
 
     async def storage(self, request: Request) -> Response:
-        return _json(200, render.storage_v1(self.agent.engine))
+        return _json(200, storage_report.storage_v1(self.agent.engine))
 
     async def health(self, request: Request) -> Response:
         state = self.agent.health_state()

@@ -87,38 +87,6 @@ def metrics_v1(engine: Engine | None) -> dict[str, dict[str, dict[str, int]]]:
     return engine.pipeline.metrics.snapshot()
 
 
-def _chunk_counts(engine: Engine) -> dict[str, tuple[int, int, int]]:
-    """Per input: (chunks open or in flight, busy chunks, busy bytes)."""
-    out: dict[str, list[int]] = {rt.inst.name: [len(rt.open), 0, 0] for rt in engine.inputs}
-    for flight in engine.flights:
-        entry = out.setdefault(flight.source.inst.name, [0, 0, 0])
-        entry[0] += 1
-        entry[1] += 1
-        entry[2] += flight.chunk.size
-    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
-
-
-def storage_v1(engine: Engine | None) -> dict[str, Any]:
-    """``/api/v1/storage`` for memory buffering (every chunk is a memory chunk)."""
-    inputs: dict[str, Any] = {}
-    total = 0
-    if engine is not None:
-        counts = _chunk_counts(engine)
-        for rt in engine.inputs:
-            chunks, busy, busy_bytes = counts.get(rt.inst.name, (0, 0, 0))
-            total += chunks
-            inputs[rt.inst.name] = {
-                "status": {"overlimit": rt.paused, "mem_size": human_size(rt.inflight),
-                           "mem_limit": human_size(rt.inst.mem_buf_limit)},
-                "chunks": {"total": chunks, "up": chunks, "down": 0, "busy": busy,
-                           "busy_size": human_size(busy_bytes)},
-            }
-    return {"storage_layer": {"chunks": {"total_chunks": total, "mem_chunks": total,
-                                         "fs_chunks": 0, "fs_chunks_up": 0,
-                                         "fs_chunks_down": 0}},
-            "input_chunks": inputs}
-
-
 def input_lag(engine: Engine | None) -> dict[str, dict[str, int]]:
     """Per input, bytes behind per file, from the optional ``lag()`` plugin hook
     (``bytes_behind()`` is accepted too). A failing hook is skipped, never fatal."""
@@ -298,29 +266,33 @@ def families_v2(engine: Engine | None, info: AgentInfo, now: float | None = None
                    "Seconds the input has spent paused by Mem_Buf_Limit.")
     behind = fam("rillet_input_bytes_behind", "gauge",
                  "Bytes of a file not read yet (inputs that report it, e.g. tail).")
-    counts = _chunk_counts(engine)
-    total_chunks = 0
+    from rillet.engine.storage.report import chunk_counts
+
+    counts = chunk_counts(engine)
+    totals = [0, 0, 0]  # memory chunks, filesystem chunks up, down
     for name, st in engine.input_state().items():
         label = [("name", name)]
-        n, nbusy, nbusy_bytes = counts.get(name, (0, 0, 0))
-        total_chunks += n
+        n_mem, n_up, n_down, nbusy, nbusy_bytes = counts.get(name, (0, 0, 0, 0, 0))
+        totals[0] += n_mem
+        totals[1] += n_up
+        totals[2] += n_down
         paused.add(1 if st["paused"] else 0, label)
         overlimit.add(1 if st["paused"] else 0, label)
         mem.add(st["inflight_bytes"], label)
-        chunks.add(n, label)
-        up.add(n, label)
-        down.add(0, label)
+        chunks.add(n_mem + n_up + n_down, label)
+        up.add(n_mem + n_up, label)
+        down.add(n_down, label)
         busy.add(nbusy, label)
         busy_bytes.add(nbusy_bytes, label)
         paused_s.add(round(st["paused_seconds"], 6), label)
     for name, files in input_lag(engine).items():
         for path, value in sorted(files.items()):
             behind.add(value, [("name", name), ("file", path)])
-    for fname, value in (("fluentbit_storage_chunks", total_chunks),
-                         ("fluentbit_storage_mem_chunks", total_chunks),
-                         ("fluentbit_storage_fs_chunks", 0),
-                         ("fluentbit_storage_fs_chunks_up", 0),
-                         ("fluentbit_storage_fs_chunks_down", 0)):
+    for fname, value in (("fluentbit_storage_chunks", sum(totals)),
+                         ("fluentbit_storage_mem_chunks", totals[0]),
+                         ("fluentbit_storage_fs_chunks", totals[1] + totals[2]),
+                         ("fluentbit_storage_fs_chunks_up", totals[1]),
+                         ("fluentbit_storage_fs_chunks_down", totals[2])):
         fam(fname, "gauge", "Storage layer chunks.").add(value)
 
     capacity = fam("fluentbit_output_chunk_available_capacity_percent", "gauge",

@@ -3,9 +3,18 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from rillet.engine.record_accessor import KeyPath, Template, TemplateError, has_variables
+from rillet.engine.record_accessor import (
+    MISSING,
+    KeyPath,
+    Template,
+    TemplateError,
+    has_variables,
+    key_path,
+)
 
 REC = {"kubernetes": {"namespace_name": "default", "pod_name": "nginx-1",
                       "labels": {"app": "web"}, "containers": ["a", "b"]},
@@ -66,3 +75,52 @@ def test_render_without_record() -> None:
 def test_key_path_get() -> None:
     assert KeyPath(("kubernetes", "labels", "app")).get(REC) == "web"
     assert str(KeyPath(("k", "a", 0))) == "k['a'][0]"
+
+
+# --- single keys (filters), set / delete, regex groups ----------------------------------------
+
+@pytest.mark.parametrize("source, steps", [
+    ("log", ("log",)),
+    ("log.level", ("log.level",)),
+    ("$log", ("log",)),
+    ("$kubernetes['labels']['app']", ("kubernetes", "labels", "app")),
+    ('$a["b c"][0]', ("a", "b c", 0)),
+    ("$log.level", ("log.level",)),
+])
+def test_key_path_parses_plain_keys_and_accessors(source: str, steps: tuple[object]) -> None:
+    assert key_path(source).steps == steps
+
+
+@pytest.mark.parametrize("source", ["", "$", "$a['b'] x", "$a['b'", "$ a"])
+def test_key_path_rejects_bad_accessors(source: str) -> None:
+    with pytest.raises(TemplateError):
+        key_path(source)
+
+
+def test_key_path_set_and_delete_nested() -> None:
+    rec: dict[str, object] = {"a": {"b": 1}, "l": [1, 2, 3], "s": "text"}
+    assert key_path("$a['c']['d']").set(rec, "x")
+    assert rec["a"] == {"b": 1, "c": {"d": "x"}}
+    assert key_path("$l[1]").set(rec, 9) and rec["l"] == [1, 9, 3]
+    assert not key_path("$l[7]").set(rec, 9)
+    assert not key_path("$s['x']").set(rec, 1)  # a string is not a map
+    assert key_path("$a['b']").delete(rec) and rec["a"] == {"c": {"d": "x"}}
+    assert not key_path("$a['b']").delete(rec)
+    assert key_path("$l[-1]").delete(rec) and rec["l"] == [1, 9]
+    assert key_path("$nope['x']").get(rec) is MISSING
+    assert not key_path("$nope['x']").delete(rec) and "nope" not in rec
+    assert key_path("log").top == "log" and key_path("$a['b']").top is None
+
+
+def test_regex_groups_and_defaults() -> None:
+    t = Template.compile("alerts.$1.$0.$TAG[1].$level")
+    m = re.search(r"(err)or", "an error")
+    assert t.uses_groups and not t.is_static
+    assert t.render("app.prod", {"level": "e"}, m) == "alerts.err.error.prod.e"
+    # A group that did not take part or does not exist prints as nothing.
+    m2 = re.search(r"(x)?y", "y")
+    assert Template.compile("[$1][$5]").render("t", {}, m2) == "[][]"
+    # Without a match, $1 is the key "1".
+    assert Template.compile("$1").render("t", {"1": "one"}) == "one"
+    assert Template.compile("a.$missing.$TAG[9]").render("t", {}, default="") == "a.."
+    assert Template.compile("a.$missing").render("t", {}) is None
