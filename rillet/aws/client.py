@@ -23,6 +23,7 @@ import botocore.session
 import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from yarl import URL
 
 from rillet.aws.credentials import CredentialsError, CredentialsProvider, normalize_url
 
@@ -97,6 +98,8 @@ def _error_code(raw: str) -> str:
 
 class AwsClient:
     """One AWS service endpoint for one output instance: pooled connections, signing."""
+
+    keep_headers = False  # True: every Response gets its headers, not only errors
 
     def __init__(self, service: str, region: str, credentials: CredentialsProvider,
                  log: logging.Logger, *, endpoint: str | None = None,
@@ -177,12 +180,17 @@ class AwsClient:
         session = self._session
         assert session is not None
         try:
-            async with session.request(method, url, data=body, headers=signed) as r:
+            # encoded=True: the path goes out exactly as signed (yarl would otherwise remove
+            # "." and ".." segments, which are part of an S3 key).
+            async with session.request(method, URL(url, encoded=True), data=body,
+                                       headers=signed) as r:
                 data = await r.read()
                 status = r.status
                 rh = r.headers
                 request_id = rh.get("x-amzn-RequestId") or rh.get("x-amz-request-id") or ""
                 resp = Response(status, data, request_id=request_id)
+                if self.keep_headers:  # answers carry data in headers (S3's ETag)
+                    resp.headers = dict(rh)
                 if status >= 300:
                     _fill_error(resp, rh.get("x-amzn-ErrorType", ""))
                     resp.headers = dict(rh)

@@ -103,14 +103,19 @@ class AdaptiveConcurrency:
         if outcome is Outcome.OK:
             self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
         elif outcome in (Outcome.THROTTLED, Outcome.TRANSIENT):
-            # One decrease per round trip: requests that started before the last decrease
-            # saw the old limit and must not shrink it again.
-            if started >= self._last_decrease:
-                self.limit = max(float(self.minimum), self.limit / 2)
-                self._last_decrease = time.monotonic()
-            if pause > 0:
-                self.pause_until = max(self.pause_until, time.monotonic() + pause)
+            self.penalize(started, pause)
         self._wake()
+
+    def penalize(self, started: float, pause: float = 0.0) -> None:
+        """Halve the limit (and pause) for a request that started at ``started``; also used
+        for answers that succeed but report throttled items (Kinesis PutRecords)."""
+        # One decrease per round trip: requests that started before the last decrease
+        # saw the old limit and must not shrink it again.
+        if started >= self._last_decrease:
+            self.limit = max(float(self.minimum), self.limit / 2)
+            self._last_decrease = time.monotonic()
+        if pause > 0:
+            self.pause_until = max(self.pause_until, time.monotonic() + pause)
 
     def _wake(self) -> None:
         free = int(self.limit) - self.in_flight

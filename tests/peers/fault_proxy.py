@@ -10,7 +10,11 @@ first match wins; unmatched requests are forwarded. Actions:
 - ``drop``: close the connection without an answer, nothing forwarded;
 - ``drop_after``: forward, then close without passing the answer on (the call did happen);
 - ``respond``: answer ``status``/``body`` without forwarding (partial failures, odd replies);
-- ``forward``: forward (useful with ``before``).
+- ``forward``: forward (useful with ``before``);
+- ``fail_records``: a partial failure of PutRecords (Kinesis) or PutRecordBatch (Firehose): the
+  records for which ``fail_record(position, entry)`` is true are taken out of the request, the
+  rest is forwarded, and the answer reports the taken ones as failed with ``error_code``
+  (default ProvisionedThroughputExceededException / ServiceUnavailableException), as AWS does.
 
 ``before`` runs (in the proxy thread) before the action, e.g. to delete a log stream between
 two calls. ``ratio`` applies a rule to that fraction of matching calls (seeded, reproducible);
@@ -27,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -46,6 +51,7 @@ class Rule:
     error_code: str = ""
     body: bytes = b""
     before: Callable[[bytes], None] | None = None
+    fail_record: Callable[[int, dict[str, Any]], bool] | None = None
     applied: int = 0
 
 
@@ -212,6 +218,9 @@ class FaultProxy:
             reply = _Reply(rule.status or 200,
                            [("Content-Type", "application/x-amz-json-1.1"),
                             ("x-amzn-RequestId", "proxy-canned")], rule.body)
+        elif action == "fail_records":
+            assert rule is not None
+            reply = await self._fail_records(rule, operation, request_line, headers, body)
         else:
             reply = await self._forward(request_line, headers, body)
             if action == "drop_after":
@@ -227,6 +236,39 @@ class FaultProxy:
         writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + reply.body)
         await writer.drain()
         return hmap.get("connection", "").lower() != "close"
+
+    async def _fail_records(self, rule: Rule, operation: str, request_line: str,
+                            headers: list[tuple[str, str]], body: bytes) -> _Reply:
+        doc = orjson.loads(body)
+        entries = doc["Records"]
+        pick = rule.fail_record or (lambda pos, entry: True)
+        failing = [pos for pos, entry in enumerate(entries) if pick(pos, entry)]
+        firehose = operation == "PutRecordBatch"
+        results_key = "RequestResponses" if firehose else "Records"
+        count_key = "FailedPutCount" if firehose else "FailedRecordCount"
+        code = rule.error_code or ("ServiceUnavailableException" if firehose
+                                   else "ProvisionedThroughputExceededException")
+        kept = [e for pos, e in enumerate(entries) if pos not in set(failing)]
+        answers: list[dict[str, Any]] = []
+        reply = _Reply(200, [("Content-Type", "application/x-amz-json-1.1"),
+                             ("x-amzn-RequestId", "proxy-partial")])
+        if kept:
+            sub = orjson.dumps({**doc, "Records": kept})
+            hdrs = [(k, str(len(sub)) if k.lower() == "content-length" else v)
+                    for k, v in headers]
+            reply = await self._forward(request_line, hdrs, sub)
+            if reply.status != 200:
+                return reply
+            answers = list(orjson.loads(reply.body)[results_key])
+        out: list[dict[str, Any]] = []
+        it = iter(answers)
+        for pos in range(len(entries)):
+            if pos in failing:
+                out.append({"ErrorCode": code, "ErrorMessage": "injected partial failure"})
+            else:
+                out.append(next(it))
+        reply.body = orjson.dumps({count_key: len(failing), results_key: out})
+        return reply
 
     async def _forward(self, request_line: str, headers: list[tuple[str, str]],
                        body: bytes) -> _Reply:
