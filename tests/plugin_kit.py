@@ -18,11 +18,12 @@ T0 = 1_700_000_000_123_456_789
 T1 = 1_700_000_001_000_000_000
 
 
-def make_plugin(cls: type[P], **settings: str) -> P:
-    """``cls`` configured with ``settings`` through its option table (errors fail the test)."""
+def make_plugin(cls: type[P], *entries: tuple[str, str], **settings: str) -> P:
+    """``cls`` configured with ``entries`` (ordered (key, value) pairs; keys may repeat) then
+    ``settings`` through its option table (errors fail the test)."""
     section = Section(cls.kind, "test.conf", 1)
     section.set("name", cls.name)
-    for key, value in settings.items():
+    for key, value in [*entries, *settings.items()]:
         section.set(key, value)
     errors: list[str] = []
     opts = resolve(section, full_table(cls), errors)
@@ -40,3 +41,32 @@ def make_chunk(bodies: list[Any], times: list[int] | None = None,
 
 def flush(plugin: Output, chunk: Chunk) -> FlushResult:
     return asyncio.run(plugin.flush(chunk))
+
+
+def flush_all(plugin: Output, *chunks: Chunk) -> list[FlushResult]:
+    """Start ``plugin``, flush ``chunks`` one after the other, stop it."""
+    async def go() -> list[FlushResult]:
+        await plugin.start()
+        try:
+            return [await plugin.flush(c) for c in chunks]
+        finally:
+            await plugin.stop()
+    return asyncio.run(go())
+
+
+def config_error(cls: type[Plugin], **settings: str) -> str:
+    """The configuration error ``cls`` reports for ``settings`` (option table errors, or the
+    ValueError of its ``__init__``); fails the test when there is none."""
+    section = Section(cls.kind, "test.conf", 1)
+    section.set("name", cls.name)
+    for key, value in settings.items():
+        section.set(key, value)
+    errors: list[str] = []
+    opts = resolve(section, full_table(cls), errors)
+    if errors:
+        return "; ".join(errors)
+    try:
+        cls(f"{cls.name}.0", opts, logging.getLogger("t"), Counters(BY_KIND[cls.kind]))
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError(f"{cls.name}: no configuration error for {settings}")

@@ -256,15 +256,19 @@ def warnings_for(model: ConfigModel) -> list[str]:
         outputs[0].match = "*"
     out: list[str] = []
 
+    # rewrite_tag re-emits records under tags built at run time: routing is not static then.
+    retagging = [f for f in filters if f.plugin == "rewrite_tag"]
     for inp in inputs:
+        if any(f.fits(t) for f in retagging for t in inp.tags):
+            continue
         if outputs and not any(o.fits(t) for o in outputs for t in inp.tags):
             tags = ", ".join(f"'{t}'" for t in inp.tags)
             out.append(f"{_at(inp.section, 'tag')}: no output matches its records (tag "
                        f"{tags}): they are dropped")
     for kind, group in (("output", outputs), ("filter", filters)):
         for m in group:
-            if m.match is None and m.match_regex is None:
-                continue  # the pipeline build already warns: no Match rule
+            if (m.match is None and m.match_regex is None) or retagging:
+                continue  # no Match: the pipeline build warns; retagged: tags are dynamic
             if not any(m.fits(t) for inp in inputs for t in inp.tags):
                 key = "match_regex" if m.match_regex else "match"
                 what = "receives" if kind == "output" else "sees"

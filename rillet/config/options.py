@@ -99,6 +99,9 @@ class Options(dict[str, Any]):
         return name in self.explicit
 
     explicit: frozenset[str] = frozenset()
+    # Every (option name, converted value) in the order of the configuration's lines, for
+    # plugins whose repeated options of different names apply in that order (modify's rules).
+    sequence: tuple[tuple[str, Any], ...] = ()
 
 
 def _match(table: Iterable[Option], key: str) -> Option | None:
@@ -138,6 +141,8 @@ def resolve(section: Section, table: OptionTable, errors: list[str],
         options[opt.name] = opt
 
     out = Options()
+    ordered: list[tuple[int, int, str, Any]] = []
+    position = {id(entry): i for i, entry in enumerate(section.entries)}
     for opt in table:
         out[opt.name] = opt.default_value()
     for name, entries in grouped.items():
@@ -154,6 +159,7 @@ def resolve(section: Section, table: OptionTable, errors: list[str],
             for item in items:
                 try:
                     converted.append(opt.convert(item))
+                    ordered.append((position[id(entry)], len(ordered), name, converted[-1]))
                 except ValueError as exc:
                     fail(entry, str(exc))
         if opt.prefix:
@@ -163,6 +169,7 @@ def resolve(section: Section, table: OptionTable, errors: list[str],
         elif converted:
             out[name] = converted[0]
     out.explicit = frozenset(grouped)
+    out.sequence = tuple((n, v) for *_, n, v in sorted(ordered, key=lambda o: o[:2]))
     errors.extend(msg for _, msg in sorted(found, key=lambda item: item[0]))
     return out
 

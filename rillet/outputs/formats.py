@@ -103,6 +103,17 @@ def json_date_type(text: str) -> str | None:
     return _DATE_NAMES.get(text.strip().lower())
 
 
+def date_format_option(value: str | None) -> str:
+    """``json_date_format`` as a startup check: the canonical name (double when unset);
+    ValueError for an unknown name."""
+    if value is None:
+        return DATE_DOUBLE
+    found = json_date_type(value)
+    if found is None:
+        raise ValueError(f"invalid json_date_format '{value}'")
+    return found
+
+
 def date_key_option(value: str | None) -> str | None:
     """``json_date_key``: ``false``/``off``/``no`` disables the key (``flb_utils_bool``)."""
     if value is None:
@@ -201,6 +212,11 @@ def _fix_floats(buf: bytes) -> bytes:
     if b"0." not in buf.translate(_FLOAT_GATE):
         return buf
     if b'\\"' in buf:  # an escaped quote: split on quotes would not find the strings
+        # Gate first, with the escapes dropped (C passes): most texts have no float outside
+        # their strings.
+        plain = buf.replace(b"\\\\", b"").replace(b'\\"', b"")
+        if b"0." not in b"\0".join(plain.split(b'"')[::2]).translate(_FLOAT_GATE):
+            return buf
         return _TOKEN.sub(_fix_number, buf)
     parts = buf.split(b'"')  # even parts are outside strings
     outside = b"\0".join(parts[::2])
@@ -250,6 +266,17 @@ def fb_json_text(buf: bytes) -> bytes:
     elif b"\x7f" not in buf:
         return buf
     return buf.replace(b"\x7f", b"\\u007f")
+
+
+def verbatim_bodies(bodies: Sequence[Body]) -> tuple[list[bytes], bytes]:
+    """Every body's JSON text as it is (orjson for dicts), and the texts joined with newlines;
+    a raw line break inside a text (JSON whitespace) becomes a space, so lines stay records."""
+    raw = bodies_json(bodies)
+    joined = b"\n".join(raw)
+    if joined.count(b"\n") != len(raw) - 1 or b"\r" in joined:
+        raw = [r.replace(b"\n", b" ").replace(b"\r", b" ") for r in raw]
+        joined = b"\n".join(raw)
+    return raw, joined
 
 
 def render_bodies(bodies: Sequence[Body]) -> tuple[list[bytes], bytes]:
@@ -322,10 +349,13 @@ class JsonEncoder:
     """
 
     def __init__(self, fmt: str, date_key: str | None = "date",
-                 date_format: str = DATE_DOUBLE) -> None:
+                 date_format: str = DATE_DOUBLE, verbatim: bool = False) -> None:
+        """``verbatim``: bodies keep their own JSON text (numbers and non-ASCII characters
+        as the input wrote them) instead of Fluent Bit's printing; a much cheaper pass."""
         if fmt not in (JSON, JSON_LINES, JSON_STREAM):
             raise ValueError(f"not a JSON format: {fmt}")
         self.fmt = fmt
+        self._render = verbatim_bodies if verbatim else render_bodies
         self.date_key = date_key
         self.date_format = date_format
         self._sep = {JSON: b",", JSON_LINES: b"\n", JSON_STREAM: b""}[fmt]
@@ -336,7 +366,7 @@ class JsonEncoder:
         """The chunk's text (empty for an empty chunk)."""
         if not bodies:
             return b"[]" if self.fmt == JSON else b""
-        parts, joined = render_bodies(bodies)
+        parts, joined = self._render(bodies)
         if self.date_key is not None:
             if self._key_json in joined or b"{}" in parts:
                 parts = self._objects(times, bodies, parts)

@@ -1,0 +1,1 @@
+from tests.peers.fixtures import aws_env  # noqa: F401
