@@ -32,7 +32,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py
 	$(BIN)/python bench/parsers_bench.py
 	$(BIN)/python bench/tail_bench.py
+	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/cloudwatch_bench.py
+	$(BIN)/python bench/aws_outputs_bench.py
+	$(BIN)/python bench/filters_bench.py
+	$(BIN)/python bench/storage_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache rillet.egg-info

@@ -135,13 +135,17 @@ def _make(section: Section, errors: list[str], seen: dict[str, int],
 
 
 def _emitter_for(made: _Made, section: Section, errors: list[str], metrics: Registry,
-                 emitters: list[tuple[InputInstance, Section]]) -> None:
-    """The internal ``emitter`` input a filter asks for (``emitter_request()`` -> name and
-    Mem_Buf_Limit; rewrite_tag), handed to it with ``attach_emitter``."""
+                 emitters: list[tuple[InputInstance, Section]], service: Options) -> None:
+    """The internal ``emitter`` input a filter asks for (``emitter_request()`` -> name,
+    Mem_Buf_Limit and storage.type; rewrite_tag), handed to it with ``attach_emitter``."""
     request = getattr(made.plugin, "emitter_request", None)
     if request is None:
         return
-    name, mem_buf_limit = request()
+    name, mem_buf_limit, storage = request()
+    if storage != "memory" and not service.get("storage.path"):
+        errors.append(entry_error(section, section.find("emitter_storage.type"),
+                                  "emitter_storage.type",
+                                  f"'{storage}' needs storage.path in [SERVICE]"))
     cls = plugins.lookup("input", "emitter")
     assert cls is not None
     sec = Section("input", section.file, section.line)
@@ -152,7 +156,8 @@ def _emitter_for(made: _Made, section: Section, errors: list[str], metrics: Regi
     plugin = cls(name, opts, logger, counters)
     made.plugin.attach_emitter(plugin)
     emitters.append((InputInstance("input", name, cls.name, sec, opts, plugin, counters, logger,
-                                   tag=name, mem_buf_limit=mem_buf_limit), section))
+                                   tag=name, mem_buf_limit=mem_buf_limit, storage=storage),
+                     section))
 
 
 def build(model: ConfigModel) -> Pipeline:
@@ -195,7 +200,7 @@ def build(model: ConfigModel) -> Pipeline:
                             "the filter sees no records")
         filters.append(FilterInstance("filter", made.name, made.cls.name, section, made.opts,
                                       made.plugin, made.counters, made.log, matcher=matcher))
-        _emitter_for(made, section, errors, metrics, emitters)
+        _emitter_for(made, section, errors, metrics, emitters, service)
     for section in model.outputs:
         made = _make(section, errors, seen, metrics, parsers)
         if made is None:

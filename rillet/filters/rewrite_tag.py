@@ -91,9 +91,7 @@ class RewriteTagFilter(Filter):
             raise ValueError("missing 'rule': at least one Rule is needed")
         self.rules = [Rule(text) for text in o["rule"]]
         self.emitter_name: str = o["emitter_name"] or f"emitter_for_{self.instance}"
-        if o["emitter_storage.type"] == "filesystem":
-            self.log.warning("emitter_storage.type filesystem: this version buffers the "
-                             "emitter in memory")
+        self.emitter_storage: str = o["emitter_storage.type"]
         self.mem_buf_limit: int = o["emitter_mem_buf_limit"]
         self.action: str = o["recursion_action"]
         self.matcher = Matcher(o["match"], o["match_regex"])
@@ -107,8 +105,9 @@ class RewriteTagFilter(Filter):
         self.emitted = 0
 
     # The pipeline creates the emitter input this filter asks for (rillet.engine.pipeline).
-    def emitter_request(self) -> tuple[str, int]:
-        return self.emitter_name, self.mem_buf_limit
+    def emitter_request(self) -> tuple[str, int, str]:
+        """Name, Mem_Buf_Limit and storage.type of the emitter input to create."""
+        return self.emitter_name, self.mem_buf_limit, self.emitter_storage
 
     def attach_emitter(self, emitter: Emitter) -> None:
         emitter.limit = self.mem_buf_limit

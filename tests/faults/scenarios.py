@@ -44,11 +44,14 @@ def _wait_some_delivered(node: Node, at_least: int, timeout: float = 30) -> None
 
 
 def kill9_ingest(node: Node, scale: float) -> None:
-    """kill -9 twice while lines are being written and read."""
+    """kill -9 twice while lines are being written and read, each time once the agent has
+    delivered something (so each agent had the time to commit offsets: what is duplicated is
+    what it had read but not yet committed)."""
     node.start()
     node.start_writers(int(6000 * scale), 3000)
-    for pause in (0.8, 1.2):
-        time.sleep(pause)
+    for _ in range(2):
+        _wait_some_delivered(node, sum(node.delivered().values()) + 500)
+        time.sleep(0.3)
         node.kill9()
         node.restart()
     node.join_writers()

@@ -1,6 +1,8 @@
-"""A generated bad-input corpus (hypothesis) through the seed pipeline's reading and parsing
-stages: tail with the docker parser (Skip_Long_Lines On, as the seed), the nginx regex parser on
-every line (hostile input for a regex), into a capturing output.
+"""A generated bad-input corpus (hypothesis) through the seed pipeline: tail with the docker
+parser (Skip_Long_Lines On, as the seed), then either the nginx regex parser on every line
+(hostile input for a regex) or the seed's kubernetes filter (Merge_Log On into `data`,
+K8S-Logging.Parser On with a pod annotated `fluentbit.io/parser: nginx`, K8S-Logging.Exclude On),
+into a capturing output.
 
 More than 1,000 generated lines in all: invalid JSON, invalid UTF-8, truncated multi-byte
 characters, binary garbage, lines far over Buffer_Max_Size, malformed CRI lines, and text built
@@ -18,6 +20,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rillet.engine.chunk import body_json
 from rillet.outputs.formats import bodies_fb_json
 from tests.inputs.tail.helpers import running
 
@@ -68,10 +71,28 @@ _PARSER = {"name": "parser", "match": "*", "key_name": "log", "parser": "nginx",
            "reserve_data": "on"}
 
 
+def _seed_filters(folder: Path) -> list[dict[str, str]]:
+    """The seed's kubernetes filter, metadata from a preload folder holding one nginx pod."""
+    meta = folder / "meta"
+    meta.mkdir(exist_ok=True)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "web", "namespace": "shop", "uid": "u-1",
+                        "labels": {"app": "web"},
+                        "annotations": {"fluentbit.io/parser": "nginx"}},
+           "spec": {"nodeName": "node-a", "containers": [{"name": "nginx", "image": "nginx"}]},
+           "status": {"podIP": "10.0.0.9"}}
+    (meta / "shop_web.meta").write_bytes(orjson.dumps(pod))
+    return [{"name": "kubernetes", "match": "kube.*", "merge_log": "on", "merge_log_key": "data",
+             "k8s-logging.parser": "on", "k8s-logging.exclude": "on",
+             "kube_tag_prefix": "kube." + str(folder).strip("/").replace("/", ".") + ".",
+             "kube_meta_preload_cache_dir": str(meta), "kube_url": "http://127.0.0.1:9",
+             "kube_start_wait": "0"}]
+
+
 async def _run(lines: list[bytes], path: Path, filters: list[dict[str, str]]) -> None:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
     tail = {"path": str(path), "read_from_head": "on", "parser": "docker",
-            "skip_long_lines": "on", "buffer_max_size": str(BUFFER_MAX)}
+            "skip_long_lines": "on", "buffer_max_size": str(BUFFER_MAX), "tag": "kube.*"}
     async with running(tail, extra_filters=filters) as run:
         want = len(lines)
 
@@ -90,6 +111,10 @@ async def _run(lines: list[bytes], path: Path, filters: list[dict[str, str]]) ->
         for inst in (*run.engine.pipeline.inputs, *run.engine.pipeline.filters,
                      *run.engine.pipeline.outputs):
             assert inst.counters.get("errors", 0) == 0, inst.name
+            if inst.name.startswith("kubernetes"):
+                # Every record was enriched: the pod was known, nothing passed without metadata.
+                assert inst.counters.get("kube_unenriched_records", 0) == 0
+                assert all(b"kubernetes" in body_json(b) for b in delivered)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True,
@@ -99,3 +124,13 @@ async def _run(lines: list[bytes], path: Path, filters: list[dict[str, str]]) ->
 def test_hostile_lines_are_kept_or_counted(lines: list[bytes], tmp_path: Path) -> None:
     path = tmp_path / "hostile.log"
     asyncio.run(_run(lines, path, [_PARSER]))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(lines=st.lists(hostile_line, min_size=25, max_size=40))
+def test_hostile_lines_through_the_kubernetes_filter(lines: list[bytes], tmp_path: Path) -> None:
+    path = tmp_path / f"web_shop_nginx-{'0' * 64}.log"
+    path.unlink(missing_ok=True)
+    asyncio.run(_run(lines, path, _seed_filters(tmp_path)))

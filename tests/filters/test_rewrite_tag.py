@@ -132,7 +132,7 @@ def test_acks_are_held_by_the_emitted_batch() -> None:
 def test_options_and_config_errors() -> None:
     f, _ = rewrite("$a b c true", emitter_name="re_emitted", **{"emitter_storage.type":
                                                                "filesystem"})
-    assert f.emitter_request() == ("re_emitted", 10_000_000)
+    assert f.emitter_request() == ("re_emitted", 10_000_000, "filesystem")
     assert "at least one Rule" in config_error(RewriteTagFilter)
     assert "expected '$KEY REGEX NEW_TAG KEEP'" in config_error(RewriteTagFilter,
                                                                ("Rule", "$a b c"))
@@ -328,3 +328,37 @@ def test_stopped_emitter_keeps_records_in_place() -> None:
     out = f.filter(batch(RECS))
     assert len(out.bodies) == 3 and not em.pending
     assert f.counters["emit_refused"] == 1
+
+
+def test_emitter_storage_filesystem_writes_the_copies_to_storage_path(tmp_path: Path) -> None:
+    """Emitter_Storage.type filesystem: the re-emitted copies are chunk files under
+    storage.path/<emitter>/ until delivered (and the source is acknowledged once they are on
+    disk, the filesystem model), and it needs storage.path like any filesystem input."""
+    async def main() -> None:
+        plugins.STATE["fs-in"] = feed = Feed()
+        plugins.STATE["fs-alerts"] = alerts = Sink()
+        alerts.gate = asyncio.Event()
+        pipeline = build_with(make_model(
+            service={"storage.path": str(tmp_path)},
+            inputs=[{"name": "test_feed", "id": "fs-in", "tag": "app.prod"}],
+            outputs=[{"name": "test_sink", "id": "fs-alerts", "match": "alerts.*"}]),
+            [[("name", "rewrite_tag"), ("match", "app.*"),
+              ("rule", "$level ^(error)$ alerts.$1 false"),
+              ("emitter_name", "fs_em"), ("emitter_storage.type", "filesystem")]])
+        assert pipeline.inputs[1].storage == "filesystem"
+        async with running(pipeline):
+            feed.put(Batch("app.prod", [1, 2, 3], [dict(r) for r in RECS], 300, "t1"))
+            await wait_for(lambda: list((tmp_path / "fs_em").glob("*.flb")), timeout=5)
+            await wait_for(lambda: feed.acks == [("t1", True)])  # copies durable on disk
+            assert alerts.delivered == []
+            alerts.gate.set()
+            await wait_for(lambda: len(alerts.delivered) == 1)
+            await wait_for(lambda: not list((tmp_path / "fs_em").glob("*.flb")))
+        assert body_dict(alerts.delivered[0])["log"] == "boom"
+    asyncio.run(main())
+    with pytest.raises(ConfigError, match=r"emitter_storage\.type.*needs storage\.path"):
+        build_with(make_model(
+            inputs=[{"name": "test_feed", "id": "x2"}],
+            outputs=[{"name": "test_sink", "id": "y2", "match": "*"}]),
+            [[("name", "rewrite_tag"), ("match", "*"), ("rule", "$a b c true"),
+              ("emitter_storage.type", "filesystem")]])
