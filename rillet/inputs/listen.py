@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from rillet.engine.plugin import Input, InputContext
+from rillet.monitor.http import close_server
 
 # Seconds between two warnings about bad client input (see PushInput.warn).
 WARN_PERIOD = 10.0
@@ -134,16 +135,8 @@ class Listener:
             abort(writer)
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 2)
-            self.server = None
+        await close_server(self.server, self.tasks)
+        self.server = None
         if self.unix_path:
             with contextlib.suppress(OSError):
                 os.unlink(self.unix_path)

@@ -30,6 +30,19 @@ TEXT = "text/plain"
 PROMETHEUS = "text/plain; version=0.0.4"
 
 
+async def close_server(server: asyncio.Server | None, tasks: set[asyncio.Task[None]]) -> None:
+    """Stop listening, cancel the connection tasks and wait (briefly) for the server to close."""
+    if server is not None:
+        server.close()
+    for task in list(tasks):
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if server is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 2)
+
+
 @dataclass
 class Request:
     method: str
@@ -90,16 +103,8 @@ class HttpServer:
         self.port = sock.getsockname()[1]
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self.clients):
-            task.cancel()
-        if self.clients:
-            await asyncio.gather(*self.clients, return_exceptions=True)
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            self._server = None
+        await close_server(self._server, self.clients)
+        self._server = None
 
     # -- connections ------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

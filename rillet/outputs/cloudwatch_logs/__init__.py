@@ -25,6 +25,7 @@ from typing import Any
 
 from rillet.aws.client import AwsClient
 from rillet.aws.credentials import CredentialsProvider
+from rillet.aws.options import AWS_OPTIONS
 from rillet.aws.policy import DeliveryPolicy
 from rillet.config.options import Option, T
 from rillet.engine.chunk import Chunk, body_dict
@@ -105,14 +106,8 @@ class CloudWatchLogs(Output):
         Option("log_group_class", T.STR, None, "class of created log groups",
                choices=("standard", "infrequent_access")),
         Option("new_log_group_tags", T.STR, None, "tags of created log groups: k=v,k2=v2"),
-        Option("role_arn", T.STR, None, "IAM role to assume (STS AssumeRole)"),
-        Option("external_id", T.STR, None, "external ID for role_arn"),
         Option("endpoint", T.STR, None, "CloudWatch Logs endpoint: host, host:port or URL"),
-        Option("sts_endpoint", T.STR, None, "STS endpoint for role_arn"),
-        Option("profile", T.STR, None, "profile of the shared config/credentials files"),
-        Option("extra_user_agent", T.STR, None, "text appended to the User-Agent"),
-        Option("auto_retry_requests", T.BOOL, "true", "retry a request once at once after a "
-               "network error"),
+        *AWS_OPTIONS,
         Option("metric_namespace", T.STR, None, "EMF conversion of metrics (not supported)"),
         Option("metric_dimensions", T.STR, None, "EMF dimensions (not supported)"),
         Option("add_entity", T.BOOL, "false", "Application Signals entity (not supported)"),
