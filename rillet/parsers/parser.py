@@ -21,13 +21,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from rillet.config.options import Options
 from rillet.parsers import decoders as dec
-from rillet.parsers.regex import RegexError, anchored_at_start, backtracking_risk, compile_ruby
+from rillet.parsers.regex import (
+    RegexError,
+    anchored_at_start,
+    backtracking_risk,
+    compile_ruby,
+    fast_guard,
+)
 from rillet.parsers.timefmt import TimeFormat, compile_format, parse_offset
 
 _loads = orjson.loads
@@ -68,6 +74,25 @@ def to_float(text: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+class RegexPlan(NamedTuple):
+    """A plain regex parser, for callers that run it inline on a text without a newline::
+
+        m = plan.first(text) or plan.match(text)
+        values = m.groups()  # in the order of plan.names; keep the non-empty ones
+        # time: plan.time_cache.get(record[plan.time_key]) -> (ns, _); on a miss (or anything
+        # unusual) call Parser.parse(text) instead, which parses, counts and warns.
+
+    ``first`` is a faster regex proven to give the same groups whenever it matches (or the
+    regex itself); a record with the time field loses it unless ``time_keep``."""
+
+    first: Callable[[str], re.Match[str] | None]
+    match: Callable[[str], re.Match[str] | None]
+    names: tuple[str, ...]
+    time_key: str | None
+    time_keep: bool
+    time_cache: dict[str, tuple[int, int]]
+
+
 class Parser:
     """A built parser. Attributes: ``name``, ``format``, ``time_key`` (None without
     Time_Format), counters ``time_errors``, ``skipped_long`` and ``errors``."""
@@ -102,6 +127,11 @@ class Parser:
         self.no_bare_keys: bool = bool(opts.get("logfmt_no_bare_keys"))
         self.regex: re.Pattern[str] | None = None
         self._anchored = False
+        self._guard: re.Pattern[str] | None = None
+        self._names: tuple[str, ...] = ()
+        self._all_named = False
+        self._time_cache: dict[str, tuple[int, int]] | None = \
+            self._time.text_cache() if self._time is not None else None
         self.max_chars = 0
         impl: Callable[[str | bytes], tuple[dict[str, Any], int | None] | None]
         if self.format == "json":
@@ -118,6 +148,13 @@ class Parser:
                 self.log.warning("[parser:%s] the regex has no named group: it never gives "
                                  "a record", self.name)
             self._anchored = anchored_at_start(pattern)
+            guard = fast_guard(pattern) if self._anchored else None
+            if guard is not None and guard.groupindex == self.regex.groupindex \
+                    and guard.groups == self.regex.groups:
+                self._guard = guard
+            self._names = tuple(self.regex.groupindex)
+            # Every group named: m.groups() lists the groupdict() values in the same order.
+            self._all_named = len(self._names) == self.regex.groups
             risk = backtracking_risk(pattern)
             if risk:
                 self.max_chars = RISKY_MAX_CHARS
@@ -155,6 +192,21 @@ class Parser:
             self._warn_once("time", "[parser:%s] invalid time format %s for '%s'",
                             self.name, self.time_format, text[:254])
         return ns
+
+    def inline_regex(self) -> RegexPlan | None:
+        """What a caller needs to run this regex parser inline on one-line texts, for the
+        plain case only (Start-anchored regex with only named groups, Skip_Empty_Values, no
+        Types, decoders or length limit, a time format that caches whole texts); None
+        otherwise. See :class:`RegexPlan` for how to use it."""
+        rx = self.regex
+        if rx is None or not self._anchored or not self._all_named or not self._names \
+                or self.types or self.decoders or self.max_chars or not self.skip_empty:
+            return None
+        if self.time_key is not None and self._time_cache is None:
+            return None
+        return RegexPlan(self._guard.match if self._guard is not None else rx.match, rx.match,
+                         self._names, self.time_key, self.time_keep,
+                         self._time_cache if self._time_cache is not None else {})
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -222,22 +274,34 @@ class Parser:
             return None
         rx: re.Pattern[str] = self.regex  # type: ignore[assignment]
         # A pattern that starts with ^ matches a one-line text only at 0: match, not search.
-        m = rx.match(text) if self._anchored and "\n" not in text else rx.search(text)
+        if self._anchored and "\n" not in text:
+            guard = self._guard
+            m = (guard.match(text) if guard is not None else None) or rx.match(text)
+        else:
+            m = rx.search(text)
         if m is None:
             return None
-        groups = m.groupdict()
-        if not groups:
+        names = self._names
+        if not names:
             return None
+        values = m.groups() if self._all_named else m.group(*names)
+        if len(names) == 1 and not self._all_named:
+            values = (values,)  # m.group(one) is not a tuple
         if self.skip_empty:
-            record = {k: v for k, v in groups.items() if v}
+            if all(values):
+                record: dict[str, Any] = dict(zip(names, values, strict=True))
+            else:
+                record = {k: v for k, v in zip(names, values, strict=True) if v}
         else:
-            record = {k: v or "" for k, v in groups.items()}
+            record = {k: v or "" for k, v in zip(names, values, strict=True)}
         ns = None
         key = self.time_key
         if key is not None:
             value = record.get(key)
             if value is not None:
-                ns = self.time_of(value)
+                cache = self._time_cache
+                hit = cache.get(value) if cache is not None else None
+                ns = hit[0] if hit is not None else self.time_of(value)
                 if ns is None or not self.time_keep:
                     del record[key]
         if self.types:

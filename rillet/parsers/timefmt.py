@@ -424,6 +424,14 @@ class TimeFormat:
         self._fast = fast and not system_tz and self.zoneinfo is None
         self._fast_zone = fmt.endswith("%z")
 
+    def text_cache(self) -> dict[str, tuple[int, int]] | None:
+        """The cache of whole texts already parsed (``text -> (ns, _)``), for callers that look
+        a text up themselves before calling; None when this format does not cache whole texts
+        that way (a fraction, or no year: those entries expire)."""
+        if self.has_frac or not self.with_year or self._fast:
+            return None
+        return self._cache
+
     # zone-less wall clock -> epoch seconds
     def _to_epoch(self, tm: _TM) -> int:
         if tm.epoch is not None and not tm.zone:

@@ -36,7 +36,7 @@ from rillet.filters.kubernetes.tag import (
     TagResolver,
     identity_of,
 )
-from rillet.parsers.parser import Parser
+from rillet.parsers.parser import Parser, RegexPlan
 
 try:  # part A's module: the API server / kubelet source and its option rows
     from rillet.filters.kubernetes.api import API_OPTIONS, check_api_options
@@ -417,11 +417,14 @@ class KubernetesFilter(Filter):
         batch.bodies = bodies
         return batch
 
-    def _records(self, times: list[int], bodies: list[Body], props: mg.Props,
-                 plan: _Plan) -> tuple[list[int], list[Body]]:
-        """Exclusion, Merge_Log and the block, one loop (a record that is not a JSON object
-        passes unchanged). The common Merge_Log case (``log`` a string) is inlined; the rest
-        goes through :func:`merge.merge`."""
+    def _records(self, times: list[int], bodies: list[Body], props: mg.Props, plan: _Plan,
+                 inline: bool = True) -> tuple[list[int], list[Body]]:
+        """Exclusion, Merge_Log and the block, one loop per batch (a record that is not a JSON
+        object passes unchanged). The stream is looked at only when the container's streams
+        are treated differently; a plain regex parser runs inline on a one-line ``log`` (one
+        final newline, no backslash; see :class:`RegexPlan`) unless ``inline`` is False (the
+        reference path for tests); other merges go through ``Parser.parse`` or
+        :func:`merge.merge`."""
         out_t: list[int] = []
         out_b: list[Body] = []
         add_t, add_b = out_t.append, out_b.append
@@ -438,33 +441,36 @@ class KubernetesFilter(Filter):
         if merge_parser is not None:
             p_out, p_err, p_any = (p_out or merge_parser, p_err or merge_parser,
                                    p_any or merge_parser)
+        plans: dict[int, RegexPlan | None] = {}
+        for p in (p_out, p_err, p_any):
+            if p is not None and id(p) not in plans:
+                plans[id(p)] = p.inline_regex() if inline and merging else None
+        r_out, r_err, r_any = (plans.get(id(p)) for p in (p_out, p_err, p_any))
+        # Streams matter only when excluded or parsed differently.
+        per_stream = ex_out or ex_err or p_out is not p_err or not inline
+        parser, rp = p_out, r_out
         merged = 0
         tail = plan.tail
         for t, body in zip(times, bodies, strict=True):
-            if type(body) is bytes:
-                try:
-                    rec = loads(body)
-                except decode_error:
-                    rec = None
-            else:
-                rec = body
-            if type(rec) is not dict:
+            rec = body if type(body) is dict else _record_of(body)
+            if rec is None:
                 add_t(t)
                 add_b(body)
                 continue
-            stream = rec.get("stream")
-            if stream == "stdout":
-                if ex_out:
-                    continue
-                parser = p_out
-            elif stream == "stderr":
-                if ex_err:
-                    continue
-                parser = p_err
-            else:
-                if ex_any:
-                    continue
-                parser = p_any
+            if per_stream:
+                stream = rec.get("stream")
+                if stream == "stdout":
+                    if ex_out:
+                        continue
+                    parser, rp = p_out, r_out
+                elif stream == "stderr":
+                    if ex_err:
+                        continue
+                    parser, rp = p_err, r_err
+                else:
+                    if ex_any:
+                        continue
+                    parser, rp = p_any, r_any
             if merging:
                 log = rec.get("log")
                 obj: Any = None
@@ -474,7 +480,8 @@ class KubernetesFilter(Filter):
                             try:
                                 obj = loads(log)
                                 # A value ends with a newline: \n" in the text.
-                                check = trim and ('\\n"' in log or '\\r"' in log)
+                                check = trim and "\\" in log \
+                                    and ('\\n"' in log or '\\r"' in log)
                             except decode_error:
                                 obj = json_fallback(log)
                                 check = trim
@@ -486,7 +493,29 @@ class KubernetesFilter(Filter):
                         # Only the final newline: parse without it (what trimming would do).
                         single = trim and log.find("\n") == len(log) - 1 \
                             and "\\" not in log
-                        result = parser.parse(log[:-1] if single else log)
+                        result: tuple[dict[str, Any], int | None] | None = None
+                        if single and rp is not None:
+                            text = log[:-1]
+                            decided = True
+                            first, match, names, tk, tkeep, tcache = rp
+                            m = first(text) or match(text)
+                            if m is not None:
+                                values = m.groups()
+                                obj = dict(zip(names, values, strict=True)) if all(values) \
+                                    else {k: v for k, v in zip(names, values, strict=True) if v}
+                                if tk is None or (tv := obj.get(tk)) is None:
+                                    result = (obj, None)
+                                elif (hit := tcache.get(tv)) is not None:
+                                    if not tkeep:
+                                        del obj[tk]
+                                    result = (obj, hit[0])
+                                else:  # a time not seen yet: the parser decides
+                                    decided = False
+                                obj = None
+                            if not decided:
+                                result = parser.parse(text)
+                        else:
+                            result = parser.parse(log[:-1] if single else log)
                         if result is not None:
                             obj, pt = result
                             t = pt or now_ns()
@@ -543,6 +572,17 @@ class KubernetesFilter(Filter):
         return batch
 
 
+def _record_of(body: Body) -> dict[str, Any] | None:
+    """A serialized body as a dict; None when it is not a JSON object (it passes as it is)."""
+    if type(body) is not bytes:
+        return None
+    try:
+        rec = _loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return rec if type(rec) is dict else None
+
+
 def _has_exclude(pod: dict[str, Any]) -> bool:
     meta = pod.get("metadata")
     ann = meta.get("annotations") if type(meta) is dict else None
@@ -574,8 +614,9 @@ def _splice_all(bodies: list[Body], tail: bytes) -> list[Body]:
 
 
 def _size(bodies: list[Body]) -> int:
-    """Bytes of serialized bodies (a dict counts as its input-side estimate: 64)."""
-    return sum([len(b) if type(b) is bytes else 64 for b in bodies])
+    """Bytes of enriched bodies: with a block every body leaving the filter is JSON text (a
+    record spliced with it, or a body that is not a JSON object's text, left as it was)."""
+    return sum(map(len, bodies))
 
 
 def _concat(tag: str, batches: list[Batch]) -> Batch:

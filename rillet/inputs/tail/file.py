@@ -374,17 +374,20 @@ def docker_json(lines: list[bytes], jf: JsonFast, f: TailFile, now: float, now_n
     tk, keep, cache, slow_time = jf.time_key, jf.keep, jf.cache, jf.slow_time
     pow10 = _POW
     last_key, last_sec = "", 0
+    parts = dm.parts  # fragments pending (DockerMode.feed may replace the list)
     for line in lines:
         try:
             rec = loads(line)
         except ValueError:
             rec = None
-        if dm.parts or type(rec) is not dict:
+        if parts or type(rec) is not dict:
             feed(line, rec, now, normal, times, bodies, now_ns)
+            parts = dm.parts
             continue
         log = rec.get("log")
         if type(log) is str and (not no_first or log[-1:] != "\n"):
             feed(line, rec, now, normal, times, bodies, now_ns)
+            parts = dm.parts
             continue
         if tk is None:
             ta(now_ns)
