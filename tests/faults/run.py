@@ -37,15 +37,16 @@ def run_one(scenario: Scenario, root: Path, moto: MotoServer, run: int = 1,
 
 def markdown(outcomes: list[Outcome]) -> str:
     lines = ["| scenario | runs | lines per run | lost (each run) | duplicated (each run) | "
-             "what Fluent Bit does |", "|---|---|---|---|---|---|"]
+             "notes | what Fluent Bit does |", "|---|---|---|---|---|---|---|"]
     for s in SCENARIOS:
         mine = [o for o in outcomes if o.scenario == s.name]
         if not mine:
             continue
         lost = ", ".join(str(o.lost) for o in mine)
         dup = ", ".join(str(o.duplicated) for o in mine)
+        notes = " / ".join(dict.fromkeys("; ".join(o.notes) for o in mine if o.notes))
         lines.append(f"| {s.title} | {len(mine)} | {mine[0].written} | {lost} | {dup} | "
-                     f"{s.fluent_bit} |")
+                     f"{notes} | {s.fluent_bit} |")
     return "\n".join(lines)
 
 

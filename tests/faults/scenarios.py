@@ -238,7 +238,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              "chunks re-sent whole after restart: duplicates (§1h)",
              service=FS_SERVICE, input_opts=FS_INPUT),
     Scenario("disk_full", "disk full for storage.path while CloudWatch is down", disk_full,
-             "chunk writes fail; records are lost (reference §2 #20 and chunkio errors)",
+             "no backpressure from a failing disk is documented (§1h); filesystem buffering "
+             "writes every record (§2 #20)",
              service=FS_SERVICE, input_opts=FS_INPUT),
     Scenario("corrupt_chunk", "a corrupt chunk file at start (one byte flipped)",
              corrupt_chunk,
