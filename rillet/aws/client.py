@@ -21,11 +21,10 @@ from typing import Any
 import aiohttp
 import botocore.session
 import orjson
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from yarl import URL
 
 from rillet.aws.credentials import CredentialsError, CredentialsProvider, normalize_url
+from rillet.aws.signing import SigV4
 
 __all__ = ["AwsClient", "Response", "resolve_endpoint"]
 
@@ -118,8 +117,7 @@ class AwsClient:
         self.user_agent = _USER_AGENT + (f" {extra_user_agent}" if extra_user_agent else "")
         self.content_type = f"application/x-amz-json-{info.json_version}"
         self._session: aiohttp.ClientSession | None = None
-        self._signer_for: Any = None
-        self._signer: SigV4Auth | None = None
+        self._signer = SigV4(info.signing_name, region)
 
     async def start(self) -> None:
         if self._session is None:
@@ -136,13 +134,7 @@ class AwsClient:
 
     def _sign(self, frozen: Any, method: str, url: str, body: bytes,
               headers: dict[str, str]) -> dict[str, str]:
-        signer = self._signer
-        if signer is None or self._signer_for != frozen:
-            signer = SigV4Auth(frozen, self.info.signing_name, self.region)
-            self._signer, self._signer_for = signer, frozen
-        req = AWSRequest(method=method, url=url, data=body, headers=headers)
-        signer.add_auth(req)
-        return dict(req.headers.items())
+        return dict(self._signer.headers(frozen, method, url, body, headers))
 
     async def call_json(self, operation: str, body: bytes,
                         headers: dict[str, str] | None = None) -> Response:

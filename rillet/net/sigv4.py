@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
+from rillet.aws.signing import SigV4
 from rillet.config.options import Option, T
 
 __all__ = ["AWS_OPTIONS", "Signer"]
@@ -42,8 +42,7 @@ class Signer:
         self.credentials = CredentialsProvider(log, region=region, profile=profile,
                                                role_arn=role_arn, external_id=external_id,
                                                sts_endpoint=sts_endpoint)
-        self._signer: Any = None
-        self._signer_for: Any = None
+        self._sigv4 = SigV4(service, region)
 
     async def start(self) -> None:
         await self.credentials.start()
@@ -52,22 +51,13 @@ class Signer:
                    headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """``headers`` plus ``X-Amz-Date``, ``x-amz-content-sha256``, ``Authorization`` (and
         ``X-Amz-Security-Token``). Raises ``CredentialsError`` when no credentials can be had."""
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
         frozen = await self.credentials.frozen()
-        signer = self._signer
-        if signer is None or self._signer_for != frozen:
-            signer = SigV4Auth(frozen, self.service, self.region)
-            self._signer, self._signer_for = signer, frozen
         # Content-Length is left unsigned (Fluent Bit's aws_unsigned_headers).
         unsigned = {"content-length", "user-agent"}
         signed = [(k, v) for k, v in headers if k.lower() not in unsigned]
         signed.append(("x-amz-content-sha256", hashlib.sha256(body).hexdigest()))
-        req = AWSRequest(method=method, url=url, data=body, headers=dict(signed))
-        signer.add_auth(req)
         out = [(k, v) for k, v in headers if k.lower() in unsigned]
-        out.extend(req.headers.items())
+        out.extend(self._sigv4.headers(frozen, method, url, body, dict(signed)))
         return out
 
     def invalidate(self) -> None:

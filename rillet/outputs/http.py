@@ -121,14 +121,9 @@ class Http(Output):
         self.format: str = o["format"].strip().lower()
         self.encoder: formats.JsonEncoder | None = None
         if self.format in ("json", "json_lines", "json_stream"):
-            date_format = formats.DATE_DOUBLE
-            if o["json_date_format"] is not None:
-                found = formats.json_date_type(o["json_date_format"])
-                if found is None:
-                    raise ValueError(f"invalid json_date_format '{o['json_date_format']}'")
-                date_format = found
             self.encoder = formats.JsonEncoder(
-                self.format, formats.date_key_option(o["json_date_key"]), date_format)
+                self.format, formats.date_key_option(o["json_date_key"]),
+                formats.date_format_option(o["json_date_format"]))
         self.gelf = GelfFields(
             host_key=o["gelf_host_key"] or "host",
             short_message_key=o["gelf_short_message_key"] or "short_message",

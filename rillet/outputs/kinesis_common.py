@@ -160,24 +160,10 @@ class TimeKeyFormat:
 # --- records -> bytes -----------------------------------------------------------------------
 
 
-_Fragment = orjson.Fragment
-
-
-def unfragment(value: Any) -> Any:
-    """A value as plain data: an ``orjson.Fragment`` (serialized JSON a filter spliced into a
-    record, e.g. the ``kubernetes`` block) decoded; anything else as it is."""
-    if type(value) is _Fragment:
-        return _loads(_dumps(value))
-    return value
-
-
 def _replace_dots(obj: dict[str, Any], repl: str) -> dict[str, Any]:
-    """Dots in key names replaced, in nested maps too (the Go plugins' replace_dots); spliced
-    fragments are decoded first (pod labels such as ``app.kubernetes.io/name`` live there)."""
+    """Dots in key names replaced, in nested maps too (the Go plugins' replace_dots)."""
     out: dict[str, Any] = {}
     for k, v in obj.items():
-        if type(v) is _Fragment:
-            v = unfragment(v)
         out[k.replace(".", repl) if "." in k else k] = \
             _replace_dots(v, repl) if type(v) is dict else v
     return out
@@ -244,7 +230,6 @@ class RecordEncoder:
         self.newline = b"\n" if append_newline else b""
         self.key_path = tuple(partition_key.split("->")) if partition_key else None
         self.compress = compress
-        self._fragments: dict[int, tuple[Any, Any]] = {}
         # Only the partition key needs a look inside: whole records still pass through.
         self.key_only = bool(self.key_path and self.data_keys is None and not replace_dots
                              and not log_key and self.key_path[0] != time_key)
@@ -259,8 +244,6 @@ class RecordEncoder:
         when missing, empty or not a string."""
         node: Any = record
         for part in self.key_path or ():
-            if type(node) is _Fragment:
-                node = self._fragment(node)
             if type(node) is not dict:
                 return None
             node = node.get(part)
@@ -268,17 +251,8 @@ class RecordEncoder:
             return None
         return node[:PARTITION_KEY_MAX]
 
-    def _fragment(self, frag: Any) -> Any:
-        """A fragment decoded once per chunk (the kubernetes filter shares one per pod)."""
-        cache = self._fragments
-        hit = cache.get(id(frag))
-        if hit is None or hit[0] is not frag:
-            hit = cache[id(frag)] = (frag, _loads(_dumps(frag)))
-        return hit[1]
-
     def encode(self, times: Sequence[int], bodies: Sequence[Body]) -> Encoded:
         ev = Encoded(keys=[] if self.key_path else None)
-        self._fragments = {}
         if self.needs_dict:
             self._encode_dicts(times, bodies, ev)
         else:

@@ -22,6 +22,7 @@ from botocore.auth import SigV4Auth
 
 from rillet.aws.client import AwsClient, Response
 from rillet.aws.policy import DeliveryPolicy, Outcome, classify
+from rillet.aws.signing import SigV4
 from rillet.outputs.s3.key import object_path
 
 _XML_CODE = re.compile(rb"<Code>([^<]*)</Code>")
@@ -62,6 +63,7 @@ class S3Client(AwsClient):
 
     def __init__(self, bucket: str, *args: Any, **kw: Any) -> None:
         super().__init__("s3", *args, **kw)
+        self._signer = SigV4("s3", self.region, _S3Signer)
         self.bucket = bucket
         self.tls = self.url.startswith("https:")
         custom = kw.get("endpoint")
@@ -72,14 +74,6 @@ class S3Client(AwsClient):
             self.prefix = ""
         else:
             self.prefix = "/" + quote(bucket, safe="")
-
-    def _sign(self, frozen: Any, method: str, url: str, body: bytes,
-              headers: dict[str, str]) -> dict[str, str]:
-        signer = self._signer
-        if signer is None or self._signer_for != frozen:
-            signer = _S3Signer(frozen, "s3", self.region)
-            self._signer, self._signer_for = signer, frozen
-        return super()._sign(frozen, method, url, body, headers)
 
     def path(self, key: str, query: str = "") -> str:
         p = self.prefix + "/" + quote(object_path(key), safe="/~")

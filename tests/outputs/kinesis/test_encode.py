@@ -91,20 +91,6 @@ def test_partition_key_nested_missing_and_truncated() -> None:
     assert all(len(k) == RANDOM_KEY_LEN for k in randoms) and len(set(randoms)) == 4
 
 
-def test_partition_key_and_replace_dots_see_into_spliced_fragments() -> None:
-    # The kubernetes filter adds its block to dict records as one shared orjson.Fragment.
-    raw = b'{"pod_name":"web-1","labels":{"app.kubernetes.io/name":"web"}}'
-    block = orjson.Fragment(raw)
-    bodies: list[Any] = [{"log": "a", "kubernetes": block}, {"log": "b", "kubernetes": block}]
-    ev = enc(partition_key="kubernetes->pod_name", replace_dots="_").encode([T0] * 2, bodies)
-    assert ev.keys == ["web-1", "web-1"] and ev.missing_keys == 0
-    assert orjson.loads(ev.datas[0]) == {
-        "log": "a",
-        "kubernetes": {"pod_name": "web-1", "labels": {"app_kubernetes_io/name": "web"}}}
-    plain = enc(partition_key="kubernetes->pod_name").encode([T0], bodies[:1])
-    assert plain.datas == [b'{"log":"a","kubernetes":' + raw + b"}"]
-
-
 def test_partition_key_of_serialized_records_passes_them_through() -> None:
     e = enc(partition_key="kubernetes->pod_name", append_newline=True)
     bodies: list[Any] = [
