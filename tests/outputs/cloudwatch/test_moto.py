@@ -18,14 +18,14 @@ import orjson
 import pytest
 
 from rillet.engine.chunk import Batch
-from rillet.engine.plugin import FlushResult, Partial, Status
+from rillet.engine.plugin import Partial, Status
 from rillet.outputs.cloudwatch_logs import CloudWatchLogs
 from tests.engine.harness import make_pipeline, running, wait_for
 from tests.engine.plugins import STATE, Feed
 from tests.outputs.cloudwatch.test_encode import check_request
 from tests.peers.fault_proxy import FaultProxy, Rule
 from tests.peers.moto_server import MotoServer, read_log_events
-from tests.plugin_kit import make_chunk, make_plugin
+from tests.plugin_kit import flush_all, make_chunk, make_plugin
 
 NOW = time.time_ns()
 
@@ -36,16 +36,6 @@ def unique(prefix: str) -> str:
 
 def make(proxy: FaultProxy, **settings: str) -> CloudWatchLogs:
     return make_plugin(CloudWatchLogs, region="us-east-1", endpoint=proxy.url, **settings)
-
-
-def flush_all(plugin: CloudWatchLogs, *chunks: Any) -> list[FlushResult]:
-    async def go() -> list[FlushResult]:
-        await plugin.start()
-        try:
-            return [await plugin.flush(c) for c in chunks]
-        finally:
-            await plugin.stop()
-    return asyncio.run(go())
 
 
 def messages(moto: MotoServer, group: str, stream: str) -> list[str]:
