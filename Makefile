@@ -14,9 +14,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m compileall -q rillet
 	@touch $(STAMP)
 
-# Until the seed pipeline lands: dummy -> stdout for a few seconds, then a graceful SIGINT stop.
+# The seed pipeline end to end (rillet demo): generated node logs, the Kubernetes API stand-in,
+# moto's CloudWatch Logs, a real rillet process; prints what arrived, stops what it started.
 run: $(STAMP)
-	timeout --preserve-status --signal=INT 4 $(BIN)/rillet -c examples/hello.conf
+	$(BIN)/rillet demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

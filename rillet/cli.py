@@ -23,10 +23,14 @@ Usage: rillet [OPTION]
                                            with --strict, 2 errors)
        rillet trace -c FILE --line LINE     show what the pipeline does to a line
        rillet top [-H HOST] [-P PORT]       live view of a running agent
+       rillet demo [--keep]                 the seed pipeline end to end on this machine
 
 Available Options
   -c  --config=FILE       specify an optional configuration file
   -D, --dry-run           dry run: check the configuration and exit
+  -e, --plugin=FILE       accepted for fluent-bit's command lines and ignored with a warning:
+                          rillet's plugins are built in (aws-for-fluent-bit's cloudwatch.so,
+                          firehose.so and kinesis.so are the cloudwatch, firehose, kinesis outputs)
   -f, --flush=SECONDS     flush timeout in seconds (default: 1)
   -F  --filter=FILTER     set a filter
   -i, --input=INPUT       set an input
@@ -55,7 +59,7 @@ Outputs
 # Flags that take a value: short -> long.
 _WITH_VALUE = {"-c": "config", "-i": "input", "-F": "filter", "-o": "output", "-p": "prop",
                "-m": "match", "-t": "tag", "-R": "parser", "-f": "flush", "-l": "log_file",
-               "-P": "port"}
+               "-P": "port", "-e": "plugin"}
 _LONG = {v: k for k, v in _WITH_VALUE.items()}
 _FLAGS = {"-D": "dry-run", "-v": "verbose", "-q": "quiet", "-H": "http", "-V": "version",
           "-h": "help", "-vv": "trace", "-Y": "enable-hot-reload"}
@@ -78,6 +82,7 @@ class Args:
     version: bool = False
     help: bool = False
     help_plugin: Section | str | None = None
+    external_plugins: list[str] = field(default_factory=list)
 
 
 def _split(argv: Sequence[str]) -> list[tuple[str, str | None]]:
@@ -153,6 +158,8 @@ def parse_args(argv: Sequence[str]) -> Args:
                 current.set("match", value)
         elif flag == "-c":
             args.config = value
+        elif flag == "-e":
+            args.external_plugins.append(value or "")
         elif flag == "-R":
             assert value is not None
             args.parsers.append(value)
@@ -269,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", exc)
         return 1
     warnings = list(pipeline.warnings)
+    warnings += [f"-e {path}: external plugins are not loaded; rillet's plugins are built in"
+                 for path in args.external_plugins]
     if args.dry_run:
         # The dry run gives `rillet check`'s warnings too (its exit codes stay fluent-bit's).
         from rillet.commands.check import warnings_for
@@ -288,8 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(_run(pipeline, load))
 
 
-# Subcommands: `rillet check ...`, `rillet trace ...`, `rillet top ...`.
-_COMMANDS = ("check", "trace", "top")
+# Subcommands: `rillet check ...`, `rillet trace ...`, `rillet top ...`, `rillet demo`.
+_COMMANDS = ("check", "trace", "top", "demo")
 
 
 async def _run(pipeline: object, load: Callable[[], object] | None = None) -> int:

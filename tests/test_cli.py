@@ -221,12 +221,21 @@ def test_hello_example_passes_dry_run() -> None:
     assert "configuration test is successful" in res.stdout
 
 
-def test_make_run_prints_records_and_exits_zero() -> None:
-    if not (ROOT / ".venv" / "bin" / "rillet").exists():
-        import pytest
-        pytest.skip("make run needs the project's .venv (made by make test)")
-    res = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "run"],
-                         capture_output=True, text=True, timeout=60)
+def test_external_plugin_flags_of_the_aws_image_are_accepted_with_a_warning() -> None:
+    """aws-for-fluent-bit starts fluent-bit with -e /fluent-bit/<go plugin>.so."""
+    res = run("-e", "/fluent-bit/firehose.so", "--plugin=/fluent-bit/kinesis.so",
+              "-i", "dummy", "-o", "null", "-m", "*", "--dry-run")
     assert res.returncode == 0, res.stderr
-    assert '"message"=>"hello from rillet"' in res.stdout
-    assert "[engine] stopped" in res.stderr
+    assert "-e /fluent-bit/firehose.so: external plugins are not loaded" in res.stderr
+    assert "-e /fluent-bit/kinesis.so: external plugins are not loaded" in res.stderr
+    assert run("-e").returncode != 0   # a value is required
+
+
+def test_plugins_and_custom_sections_are_warned_about(tmp_path: Path) -> None:
+    conf = tmp_path / "fluent-bit.conf"
+    conf.write_text("[PLUGINS]\n    Path /fluent-bit/firehose.so\n\n[CUSTOM]\n    Name calyptia\n\n"
+                    "[INPUT]\n    Name dummy\n\n[OUTPUT]\n    Name null\n    Match *\n")
+    res = run("-c", str(conf), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert f"{conf}:1: [PLUGINS]: ignored (rillet loads no external" in res.stderr
+    assert f"{conf}:4: [CUSTOM] calyptia: ignored" in res.stderr

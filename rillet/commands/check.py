@@ -83,6 +83,9 @@ class _Input:
     name: str
     plugin: str
     tags: list[str]
+    # The sender picks the records' tags (forward without Tag, http's request path): which
+    # Match patterns they reach is not known before run time.
+    dynamic: bool = False
 
 
 @dataclass
@@ -147,7 +150,9 @@ def _inputs(model: ConfigModel, seen: dict[str, int]) -> list[_Input]:
             tags = tail_tag_patterns(tag, paths, section.get("tag_regex"))
         else:
             tags = [tag.replace("*", "")] if "*" in tag else [tag]
-        out.append(_Input(section, name, plugin, tags))
+        dynamic = (plugin == "forward" and not section.get("tag")) \
+            or (plugin == "http")
+        out.append(_Input(section, name, plugin, tags, dynamic))
     return out
 
 
@@ -258,8 +263,9 @@ def warnings_for(model: ConfigModel) -> list[str]:
 
     # rewrite_tag re-emits records under tags built at run time: routing is not static then.
     retagging = [f for f in filters if f.plugin == "rewrite_tag"]
+    dynamic = any(inp.dynamic for inp in inputs)
     for inp in inputs:
-        if any(f.fits(t) for f in retagging for t in inp.tags):
+        if inp.dynamic or any(f.fits(t) for f in retagging for t in inp.tags):
             continue
         if outputs and not any(o.fits(t) for o in outputs for t in inp.tags):
             tags = ", ".join(f"'{t}'" for t in inp.tags)
@@ -267,8 +273,8 @@ def warnings_for(model: ConfigModel) -> list[str]:
                        f"{tags}): they are dropped")
     for kind, group in (("output", outputs), ("filter", filters)):
         for m in group:
-            if (m.match is None and m.match_regex is None) or retagging:
-                continue  # no Match: the pipeline build warns; retagged: tags are dynamic
+            if (m.match is None and m.match_regex is None) or retagging or dynamic:
+                continue  # no Match: the pipeline build warns; retagged or sent: tags are dynamic
             if not any(m.fits(t) for inp in inputs for t in inp.tags):
                 key = "match_regex" if m.match_regex else "match"
                 what = "receives" if kind == "output" else "sees"

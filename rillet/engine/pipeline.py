@@ -164,6 +164,11 @@ def build(model: ConfigModel) -> Pipeline:
     """Validate the whole model and construct every plugin; raise ConfigError listing all errors."""
     errors: list[str] = []
     warnings: list[str] = list(model.warnings)
+    # Fluent Bit loads shared-object plugins from [PLUGINS] and runs [CUSTOM] plugins; rillet's
+    # plugins are built in and it has no custom plugins: say so instead of ignoring silently.
+    for section in [*model.plugins, *model.customs]:
+        warnings.append(f"{section.file}:{section.line}: {section.label}: ignored (rillet loads "
+                        f"no external or custom plugins; its plugins are built in)")
     service = resolve(model.service, SERVICE_OPTIONS, errors, ignore=())
     parser_defs, multiline_defs = definitions.validate(model, errors, builtin=builtin_names())
     # The built-in parsers plus the user's.

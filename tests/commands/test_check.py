@@ -191,3 +191,26 @@ def test_tag_patterns_and_glob_intersection() -> None:
     assert backtracking_risk("^(a+)+$")
     assert backtracking_risk("^(?<x>[a-z]+(?:\\.[a-z]+)*)$") is None
     assert backtracking_risk("(?>a+)+") is None
+
+
+def test_sender_chosen_tags_are_not_reported_as_unmatched(tmp_path: Path) -> None:
+    """FireLens: forward without Tag keeps the sender's tags (``app-firelens-...``), so Match
+    patterns cannot be checked against it; with a Tag the check applies again."""
+    firelens = """\
+[INPUT]
+    Name forward
+    unix_path /var/run/fluent.sock
+
+[OUTPUT]
+    Name  cloudwatch_logs
+    Match *-firelens-*
+    region us-west-2
+    log_group_name app
+    log_stream_prefix x-
+"""
+    code, errors, warnings, out = check(write(tmp_path, firelens))
+    assert code == 0 and errors == [] and warnings == [], out
+    tagged = firelens.replace("    Name forward\n", "    Name forward\n    Tag  fixed\n")
+    _, _, warnings, out = check(write(tmp_path, tagged, "tagged.conf"))
+    assert any("no output matches its records (tag 'fixed')" in w for w in warnings), out
+    assert any("fits no input's tag" in w for w in warnings), out
