@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -98,6 +99,7 @@ class Demo:
         self.kubeconfig = self.root / "kubeconfig"
         self.t_start = 0.0
         self.t_done = 0.0
+        self.rillet_usage: tuple[float, int] | None = None
 
     def say(self, text: str = "", end: str = "\n") -> None:
         self.out.write(text + end)
@@ -202,15 +204,22 @@ class Demo:
         raise DemoError("rillet did not become ready in 20 s")
 
     def stop_rillet(self) -> None:
+        """Stop rillet gracefully; note the CPU time and peak RSS it used (the resource usage
+        of reaped children: rillet is the first child the demo reaps)."""
         proc, self.rillet = self.rillet, None
         if proc is None or proc.poll() is not None:
             return
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        rss = after.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        self.rillet_usage = (cpu, rss)
 
     def rillet_log_tail(self, n: int = 15) -> str:
         try:
@@ -320,6 +329,10 @@ class Demo:
             ("seconds", f"{seconds:.1f}", "rillet start to last record delivered"),
             ("records/s", f"{rate:,.0f}", "paced by the apps writing; throughput: make bench"),
         ]
+        if self.rillet_usage is not None:
+            cpu, rss = self.rillet_usage
+            rows.append(("rillet CPU seconds", f"{cpu:.2f}",
+                         f"start-up and shutdown included; peak RSS {rss / 2**20:.0f} MB"))
         self.say("\nsummary")
         for label, value, note in rows:
             self.say(f"  {label:<18} {value:>9}   {note}")
@@ -377,6 +390,8 @@ servers left running (--keep); Ctrl-C stops them all.
                                 events, next((p for p in self.pods if p.kind == "nginx"), None))
                 self.show_event("one JSON-app event (its JSON merged under `data`):", events,
                                 next((p for p in self.pods if p.kind == "json"), None))
+                if not opts.keep:
+                    self.stop_rillet()
                 ok = self.summary(self.lines_written(), events, excluded)
                 if opts.keep:
                     self.print_keep()
