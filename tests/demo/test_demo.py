@@ -87,7 +87,7 @@ def test_make_run_ships_the_seed_records_and_cleans_up() -> None:
     assert int(rows["streams"]) == 7            # 3 nginx, 3 JSON apps, 1 Java; none excluded
     assert 0 < float(rows["seconds"]) < 60
     assert float(rows["rillet CPU seconds"]) > 0 and re.search(r"peak RSS \d+ MB", out)
-    assert "MISMATCH" not in out and "failed" not in out
+    assert "MISMATCH" not in out and "rillet demo failed" not in out
     moto, pid, folder = _started(out)
     assert _port_closed(moto) and _gone(pid) and not folder.exists()
 
