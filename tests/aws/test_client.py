@@ -34,6 +34,18 @@ def test_endpoint_override_forms() -> None:
     assert resolve_endpoint("firehose", "eu-west-1").target_prefix == "Firehose_20150804"
 
 
+def test_sdk_endpoint_variables_apply_without_an_endpoint_option(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL, as every AWS SDK reads them; the
+    plugin's own `endpoint` option still wins."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "http://127.0.0.1:4566")
+    assert resolve_endpoint("logs", "us-east-2").url == "http://127.0.0.1:4566"
+    assert resolve_endpoint("logs", "us-east-2", "http://127.0.0.1:1").url == "http://127.0.0.1:1"
+    assert resolve_endpoint("kinesis", "us-east-2").url == "https://kinesis.us-east-2.amazonaws.com"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4567")
+    assert resolve_endpoint("firehose", "us-east-2").url == "http://127.0.0.1:4567"
+
+
 def client(url: str, auto_retry: bool = True) -> AwsClient:
     creds = CredentialsProvider(LOG, region="us-east-1")
     return AwsClient("logs", "us-east-1", creds, LOG, endpoint=url, auto_retry=auto_retry,

@@ -31,6 +31,9 @@ _UPLOAD_ID = re.compile(rb"<UploadId>([^<]*)</UploadId>")
 _UPLOAD = re.compile(rb"<Upload>(.*?)</Upload>", re.S)
 _KEY = re.compile(rb"<Key>([^<]*)</Key>")
 _DNS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# The partitions' DNS suffixes (botocore's endpoint data).
+_AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".c2s.ic.gov", ".sc2s.sgov.gov",
+                ".cloud.adc-e.uk", ".csp.hci.ic.gov", ".api.aws")
 _EXPIRED = frozenset({"ExpiredToken", "ExpiredTokenException"})
 NO_SUCH_UPLOAD = "NoSuchUpload"
 _UNSIGNED = "UNSIGNED-PAYLOAD"
@@ -68,7 +71,10 @@ class S3Client(AwsClient):
         self.tls = self.url.startswith("https:")
         custom = kw.get("endpoint")
         parts = urlsplit(self.url)
-        if not custom and _DNS_BUCKET.match(bucket) and parts.hostname:
+        # An endpoint from the SDKs' AWS_ENDPOINT_URL(_S3) variables is custom too: only AWS's
+        # own hosts get virtual-hosted URLs.
+        aws_host = (parts.hostname or "").endswith(_AWS_DOMAINS)
+        if not custom and aws_host and _DNS_BUCKET.match(bucket):
             netloc = bucket + "." + parts.netloc
             self.url = urlunsplit((parts.scheme, netloc, "", "", "")).rstrip("/")
             self.prefix = ""

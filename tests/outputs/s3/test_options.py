@@ -57,6 +57,13 @@ def test_virtual_hosted_and_path_style_urls() -> None:
     assert china.client.url.endswith(".amazonaws.com.cn")
 
 
+def test_an_sdk_endpoint_variable_gives_path_style_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000")
+    plugin = make_plugin(S3, bucket="logs-bucket", region="eu-west-1")
+    assert plugin.client.url == "http://127.0.0.1:9000"
+    assert plugin.client.path("k") == "/logs-bucket/k"
+
+
 def test_headers_of_new_objects() -> None:
     plugin = make_plugin(S3, bucket="b", compression="gzip", content_type="text/plain",
                          canned_acl="bucket-owner-full-control", storage_class="GLACIER_IR")
