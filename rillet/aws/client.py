@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +104,8 @@ class AwsClient:
     def __init__(self, service: str, region: str, credentials: CredentialsProvider,
                  log: logging.Logger, *, endpoint: str | None = None,
                  extra_user_agent: str | None = None, auto_retry: bool = True,
-                 max_connections: int = 16, timeout: float = 30.0) -> None:
+                 max_connections: int = 16, timeout: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         info = resolve_endpoint(service, region, endpoint)
         self.service = service
         self.region = region
@@ -114,6 +116,7 @@ class AwsClient:
         self.auto_retry = auto_retry
         self.max_connections = max_connections
         self.timeout = timeout
+        self.ssl_context = ssl_context
         self.user_agent = _USER_AGENT + (f" {extra_user_agent}" if extra_user_agent else "")
         self.content_type = f"application/x-amz-json-{info.json_version}"
         self._session: aiohttp.ClientSession | None = None
@@ -121,8 +124,9 @@ class AwsClient:
 
     async def start(self) -> None:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=60,
-                                             enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, ttl_dns_cache=60, enable_cleanup_closed=True,
+                ssl=self.ssl_context if self.ssl_context is not None else True)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
                 skip_auto_headers=("Content-Type",), auto_decompress=False)

@@ -39,7 +39,7 @@ import orjson
 
 from rillet.aws.client import AwsClient, Response
 from rillet.aws.credentials import CredentialsProvider, normalize_url
-from rillet.aws.options import AWS_OPTIONS
+from rillet.aws.options import AWS_OPTIONS, aws_ssl_context
 from rillet.aws.policy import THROTTLING_CODES, DeliveryPolicy, Outcome, classify
 from rillet.config.options import Option, Options, T
 from rillet.engine.chunk import Body, Chunk
@@ -104,7 +104,8 @@ def aws_layer(opts: Options, service: str, log: logging.Logger, counters: Counte
     client = AwsClient(service, region, credentials, log, endpoint=endpoint,
                        extra_user_agent=opts["extra_user_agent"],
                        auto_retry=opts["auto_retry_requests"],
-                       timeout=float(opts["http_request_timeout"] or 30))
+                       timeout=float(opts["http_request_timeout"] or 30),
+                       ssl_context=aws_ssl_context(opts))
     concurrency = opts["experimental_concurrency"] or 0
     policy = DeliveryPolicy(log, counters,
                             max_concurrency=max(8, 4 * max(1, workers), concurrency),

@@ -25,7 +25,7 @@ from typing import Any
 
 from rillet.aws.client import AwsClient
 from rillet.aws.credentials import CredentialsProvider
-from rillet.aws.options import AWS_OPTIONS
+from rillet.aws.options import AWS_OPTIONS, aws_ssl_context
 from rillet.aws.policy import DeliveryPolicy
 from rillet.config.options import Option, T
 from rillet.engine.chunk import Chunk, body_dict
@@ -175,7 +175,8 @@ class CloudWatchLogs(Output):
             external_id=o["external_id"], sts_endpoint=o["sts_endpoint"])
         self.client = AwsClient("logs", region, self.credentials, self.log,
                                 endpoint=o["endpoint"], extra_user_agent=o["extra_user_agent"],
-                                auto_retry=o["auto_retry_requests"])
+                                auto_retry=o["auto_retry_requests"],
+                                ssl_context=aws_ssl_context(o))
         workers = o["workers"] if o["workers"] is not None else self.default_workers
         self.policy = DeliveryPolicy(self.log, self.counters,
                                      max_concurrency=max(8, 4 * max(1, workers)))

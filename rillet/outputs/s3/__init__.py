@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from rillet.aws.credentials import CredentialsProvider
-from rillet.aws.options import AWS_OPTIONS
+from rillet.aws.options import AWS_OPTIONS, aws_ssl_context
 from rillet.aws.policy import DeliveryPolicy
 from rillet.config.options import Option, T
 from rillet.engine.chunk import Body, Chunk
@@ -209,7 +209,8 @@ class S3(Output):
             external_id=o["external_id"], sts_endpoint=o["sts_endpoint"])
         self.client = S3Client(bucket, region, self.credentials, self.log,
                                endpoint=o["endpoint"], auto_retry=o["auto_retry_requests"],
-                               extra_user_agent=o["extra_user_agent"], timeout=120.0)
+                               extra_user_agent=o["extra_user_agent"], timeout=120.0,
+                               ssl_context=aws_ssl_context(o))
         workers = o["workers"] if o["workers"] is not None else self.default_workers
         self.policy = DeliveryPolicy(self.log, self.counters,
                                      max_concurrency=max(4, 2 * max(1, workers)))
