@@ -3,6 +3,7 @@ registry imports a module only when a configuration names its plugin."""
 
 MODULES = {
     "kubernetes": "rillet.filters.kubernetes",
+    "aws": "rillet.filters.aws",
     "grep": "rillet.filters.grep",
     "lua": "rillet.filters.lua",
     "modify": "rillet.filters.modify",
