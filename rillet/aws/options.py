@@ -3,13 +3,18 @@ once: an output's option table splices :data:`AWS_OPTIONS` in after its own."""
 
 from __future__ import annotations
 
+import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
+from rillet.aws.client import AwsClient
+from rillet.aws.credentials import CredentialsProvider
 from rillet.config.options import Option, T
 from rillet.net.tls import TLS_OPTIONS, client_tls
+
+C = TypeVar("C", bound=AwsClient)
 
 # Fluent Bit's tls.* settings, which its AWS outputs apply to their HTTPS connections (a private
 # CA, a client certificate, an S3-compatible store with a self-signed certificate). Whether TLS
@@ -47,3 +52,17 @@ def aws_ssl_context(opts: Mapping[str, Any]) -> ssl.SSLContext | None:
         return None
     return client_tls({**opts, "tls.verify_hostname": opts.get("tls.verify_hostname", True)},
                       force=True).context
+
+
+def connect(opts: Mapping[str, Any], client: Callable[..., C], service: str, region: str,
+            log: logging.Logger, *, endpoint: str | None,
+            timeout: float = 30.0) -> tuple[CredentialsProvider, C]:
+    """The credentials chain and the client of one AWS output instance, from the option rows
+    above (``client`` builds the client: :class:`AwsClient` or a subclass)."""
+    credentials = CredentialsProvider(log, region=region, profile=opts["profile"],
+                                      role_arn=opts["role_arn"], external_id=opts["external_id"],
+                                      sts_endpoint=opts["sts_endpoint"])
+    return credentials, client(service, region, credentials, log, endpoint=endpoint,
+                               extra_user_agent=opts["extra_user_agent"],
+                               auto_retry=opts["auto_retry_requests"], timeout=timeout,
+                               ssl_context=aws_ssl_context(opts))

@@ -35,6 +35,7 @@ import orjson
 
 from rillet.demo import workload
 from rillet.demo.workload import DemoPod, NginxFleet
+from rillet.devtools.moto_server import MotoServer
 
 SEED_CONF = Path(__file__).with_name("seed.conf")
 PARSERS = Path(__file__).parent.parent / "parsers" / "builtin" / "parsers.conf"
@@ -95,6 +96,7 @@ class Demo:
         self.rillet: subprocess.Popen[bytes] | None = None
         self.monitor_port = 0
         self.env: dict[str, str] = {}
+        self.moto: MotoServer | None = None
         self.moto_url = ""
         self.kubeconfig = self.root / "kubeconfig"
         self.t_start = 0.0
@@ -129,7 +131,7 @@ class Demo:
                  f"node {workload.NODE})")
 
     def start_moto(self) -> None:
-        from rillet.devtools.moto_server import TEST_ENV, MotoServer
+        from rillet.devtools.moto_server import TEST_ENV
 
         moto = MotoServer()
         try:
@@ -137,6 +139,7 @@ class Demo:
         except RuntimeError as exc:
             raise DemoError(str(exc)) from exc
         self.stack.callback(moto.stop)
+        self.moto = moto
         self.moto_url = moto.url
         self.env.update(TEST_ENV)
         self.env["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"] = moto.url
@@ -277,14 +280,10 @@ class Demo:
             time.sleep(0.25)
 
     def read_back(self) -> dict[str, list[dict[str, Any]]]:
-        import botocore.session
+        from rillet.devtools.moto_server import read_log_events
 
-        from rillet.devtools.moto_server import TEST_ENV, read_log_events
-
-        logs = botocore.session.Session().create_client(
-            "logs", region_name=REGION, endpoint_url=self.moto_url,
-            aws_access_key_id=TEST_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=TEST_ENV["AWS_SECRET_ACCESS_KEY"])
+        assert self.moto is not None
+        logs = self.moto.client("logs", REGION)
         streams: list[str] = []
         kw: dict[str, Any] = {"logGroupName": GROUP}
         while True:

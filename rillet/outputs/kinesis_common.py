@@ -39,7 +39,7 @@ import orjson
 
 from rillet.aws.client import AwsClient, Response
 from rillet.aws.credentials import CredentialsProvider, normalize_url
-from rillet.aws.options import AWS_OPTIONS, aws_ssl_context
+from rillet.aws.options import AWS_OPTIONS, connect
 from rillet.aws.policy import THROTTLING_CODES, DeliveryPolicy, Outcome, classify
 from rillet.config.options import Option, Options, T
 from rillet.engine.chunk import Body, Chunk
@@ -97,15 +97,8 @@ def aws_layer(opts: Options, service: str, log: logging.Logger, counters: Counte
         parts = urlsplit(normalize_url(endpoint))
         if parts.port is None:  # the C plugin's `port` completes an endpoint without one
             endpoint = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{opts['port']}"))
-    credentials = CredentialsProvider(log, region=region, profile=opts["profile"],
-                                      role_arn=opts["role_arn"],
-                                      external_id=opts["external_id"],
-                                      sts_endpoint=opts["sts_endpoint"])
-    client = AwsClient(service, region, credentials, log, endpoint=endpoint,
-                       extra_user_agent=opts["extra_user_agent"],
-                       auto_retry=opts["auto_retry_requests"],
-                       timeout=float(opts["http_request_timeout"] or 30),
-                       ssl_context=aws_ssl_context(opts))
+    credentials, client = connect(opts, AwsClient, service, region, log, endpoint=endpoint,
+                                  timeout=float(opts["http_request_timeout"] or 30))
     concurrency = opts["experimental_concurrency"] or 0
     policy = DeliveryPolicy(log, counters,
                             max_concurrency=max(8, 4 * max(1, workers), concurrency),

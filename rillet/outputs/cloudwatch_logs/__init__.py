@@ -24,8 +24,7 @@ import asyncio
 from typing import Any
 
 from rillet.aws.client import AwsClient
-from rillet.aws.credentials import CredentialsProvider
-from rillet.aws.options import AWS_OPTIONS, aws_ssl_context
+from rillet.aws.options import AWS_OPTIONS, connect
 from rillet.aws.policy import DeliveryPolicy
 from rillet.config.options import Option, T
 from rillet.engine.chunk import Chunk, body_dict
@@ -170,13 +169,8 @@ class CloudWatchLogs(Output):
             tags=parse_tags(o["new_log_group_tags"]))
 
         region: str = o["region"]
-        self.credentials = CredentialsProvider(
-            self.log, region=region, profile=o["profile"], role_arn=o["role_arn"],
-            external_id=o["external_id"], sts_endpoint=o["sts_endpoint"])
-        self.client = AwsClient("logs", region, self.credentials, self.log,
-                                endpoint=o["endpoint"], extra_user_agent=o["extra_user_agent"],
-                                auto_retry=o["auto_retry_requests"],
-                                ssl_context=aws_ssl_context(o))
+        self.credentials, self.client = connect(o, AwsClient, "logs", region, self.log,
+                                                endpoint=o["endpoint"])
         workers = o["workers"] if o["workers"] is not None else self.default_workers
         self.policy = DeliveryPolicy(self.log, self.counters,
                                      max_concurrency=max(8, 4 * max(1, workers)))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import time
@@ -37,8 +38,7 @@ from typing import Any
 
 import orjson
 
-from rillet.aws.credentials import CredentialsProvider
-from rillet.aws.options import AWS_OPTIONS, aws_ssl_context
+from rillet.aws.options import AWS_OPTIONS, connect
 from rillet.aws.policy import DeliveryPolicy
 from rillet.config.options import Option, T
 from rillet.engine.chunk import Body, Chunk
@@ -204,13 +204,9 @@ class S3(Output):
         self.store = Store(os.path.join(o["store_dir"], safe_name(bucket), safe_name(alias)))
 
         region: str = o["region"] or "us-east-1"
-        self.credentials = CredentialsProvider(
-            self.log, region=region, profile=o["profile"], role_arn=o["role_arn"],
-            external_id=o["external_id"], sts_endpoint=o["sts_endpoint"])
-        self.client = S3Client(bucket, region, self.credentials, self.log,
-                               endpoint=o["endpoint"], auto_retry=o["auto_retry_requests"],
-                               extra_user_agent=o["extra_user_agent"], timeout=120.0,
-                               ssl_context=aws_ssl_context(o))
+        self.credentials, self.client = connect(
+            o, functools.partial(S3Client, bucket=bucket), "s3", region, self.log,
+            endpoint=o["endpoint"], timeout=120.0)
         workers = o["workers"] if o["workers"] is not None else self.default_workers
         self.policy = DeliveryPolicy(self.log, self.counters,
                                      max_concurrency=max(4, 2 * max(1, workers)))

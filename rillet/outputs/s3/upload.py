@@ -64,8 +64,8 @@ class S3Client(AwsClient):
 
     keep_headers = True
 
-    def __init__(self, bucket: str, *args: Any, **kw: Any) -> None:
-        super().__init__("s3", *args, **kw)
+    def __init__(self, *args: Any, bucket: str, **kw: Any) -> None:
+        super().__init__(*args, **kw)
         self._signer = SigV4("s3", self.region, _S3Signer)
         self.bucket = bucket
         self.tls = self.url.startswith("https:")
