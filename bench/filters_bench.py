@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import logging
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +44,7 @@ from rillet.engine.metrics import BY_KIND, Counters  # noqa: E402
 from rillet.engine.plugin import Filter, full_table, lookup  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from tail_bench import corpus  # noqa: E402  (generates and caches the shared corpus)
+from tail_bench import corpus, reset_db, run_agent  # noqa: E402  (the shared corpus)
 
 Settings = list[tuple[str, str]]
 
@@ -71,8 +69,7 @@ def agent(log_dir: Path, work: Path, filters: list[tuple[str, Settings]],
           pattern: str = "*.log") -> float:
     """CPU seconds of one agent run."""
     db = work / "tail.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    reset_db(db)
     lines = ["[SERVICE]", "    flush 1", "    grace 5", "    log_level error",
              "[INPUT]", "    name tail", "    tag kube.*", f"    path {log_dir}/{pattern}",
              "    read_from_head on", "    exit_on_eof on", "    parser docker",
@@ -83,11 +80,7 @@ def agent(log_dir: Path, work: Path, filters: list[tuple[str, Settings]],
     lines += ["[OUTPUT]", "    name null", "    match *"]
     conf = work / "bench.conf"
     conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "rillet", "-c", str(conf)], cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"agent exited with status {status}")
-    return usage.ru_utime + usage.ru_stime
+    return run_agent(["-m", "rillet", "-c", str(conf)])[0]
 
 
 def part1(log_dir: Path, meta: Path, records: int, repeat: int) -> None:

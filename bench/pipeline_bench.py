@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tail_bench import ROOT, corpus  # a sibling script, not a package
+from tail_bench import ROOT, corpus, print_profile, reset_db, run_agent  # a sibling script
 
 
 def config(log_dir: Path, meta: Path, work: Path, mem_buf_limit: str | None,
@@ -60,19 +57,9 @@ def config(log_dir: Path, meta: Path, work: Path, mem_buf_limit: str | None,
 
 
 def run(conf: Path, work: Path, profile: bool) -> tuple[float, float, float]:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{work / 'flb_kube.db'}{suffix}").unlink(missing_ok=True)
-    cmd = [sys.executable]
-    if profile:
-        cmd += ["-m", "cProfile", "-o", str(work / "pipeline.prof")]
-    cmd += ["-m", "rillet", "-c", str(conf)]
-    wall0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - wall0
-    if status != 0:
-        raise SystemExit(f"agent exited with status {status}")
-    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024
+    reset_db(work / "flb_kube.db")
+    profiling = ["-m", "cProfile", "-o", str(work / "pipeline.prof")] if profile else []
+    return run_agent([*profiling, "-m", "rillet", "-c", str(conf)])
 
 
 def main() -> None:
@@ -116,8 +103,7 @@ def main() -> None:
                   f"{walls[-1]:>9,.0f} records/s wall (runs {walls[0]:,.0f}..{walls[-1]:,.0f}; "
                   f"{wall:.2f} s), peak RSS {max(r[2] for r in runs):.1f} MB")
             if args.profile:
-                import pstats
-                pstats.Stats(str(work / "pipeline.prof")).sort_stats("tottime").print_stats(25)
+                print_profile(work / "pipeline.prof")
 
 
 if __name__ == "__main__":

@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tail_bench import corpus  # noqa: E402  (the shared corpus and its cache)
+from tail_bench import corpus, run_agent  # noqa: E402  (the shared corpus and its cache)
 
 CHILD = ("import atexit, shutil, sys\n"
          "atexit.register(shutil.copyfile, '/proc/self/io', sys.argv[2])\n"
@@ -61,17 +59,11 @@ def run(log_dir: Path, work: Path, storage: str, down: bool) -> dict[str, float]
         lines += ["[OUTPUT]", "    name null", "    match *"]
     conf.write_text("\n".join(lines) + "\n")
     io_path = work / "io.txt"
-    wall0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(conf), str(io_path)], cwd=ROOT,
-                            stderr=subprocess.DEVNULL if down else None)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - wall0
-    if status != 0:
-        raise SystemExit(f"agent exited with status {status}")
+    cpu, wall, rss = run_agent(["-c", CHILD, str(conf), str(io_path)],
+                               stderr=subprocess.DEVNULL if down else None)
     io = dict(line.split(": ") for line in io_path.read_text().splitlines())
     left = sum(p.stat().st_size for p in store.rglob("*.flb")) if store.exists() else 0
-    return {"cpu": usage.ru_utime + usage.ru_stime, "wall": wall,
-            "rss": usage.ru_maxrss / 1024, "wchar": int(io["wchar"]),
+    return {"cpu": cpu, "wall": wall, "rss": rss, "wchar": int(io["wchar"]),
             "write_bytes": int(io["write_bytes"]), "left": left}
 
 

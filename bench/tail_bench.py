@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GEN = Path("/work/shared/bench/gen_corpus.py")
@@ -41,11 +42,33 @@ def corpus(path: Path) -> tuple[Path, int]:
     return Path(info["log_dir"]), int(info["records"])
 
 
+def reset_db(db: Path) -> None:
+    """Remove an offsets database (and its WAL files) so that a run reads from the start."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def run_agent(args: list[str], **popen: Any) -> tuple[float, float, float]:
+    """Run a Python child (``args`` after the interpreter) to its exit: its CPU seconds (user
+    + system, from wait4), wall seconds and peak RSS in MB. A failed run stops the benchmark."""
+    wall0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, **popen)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - wall0
+    if status != 0:
+        raise SystemExit(f"agent exited with status {status}")
+    return usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024
+
+
+def print_profile(path: Path) -> None:
+    import pstats
+    pstats.Stats(str(path)).sort_stats("tottime").print_stats(25)
+
+
 def run(log_dir: Path, work: Path, mem_buf_limit: str | None,
         profile: bool, pattern: str = "*.log") -> tuple[float, float, float, int]:
     db = work / "tail.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    reset_db(db)
     conf = work / "bench.conf"
     lines = ["[SERVICE]", "    flush 1", "    grace 5", "    log_level warn",
              "[INPUT]", "    name tail", "    tag kube.*",
@@ -55,21 +78,12 @@ def run(log_dir: Path, work: Path, mem_buf_limit: str | None,
         lines.append(f"    mem_buf_limit {mem_buf_limit}")
     lines += ["[OUTPUT]", "    name null", "    match *"]
     conf.write_text("\n".join(lines) + "\n")
-    cmd = [sys.executable]
-    if profile:
-        cmd += ["-m", "cProfile", "-s", "tottime", "-o", str(work / "tail.prof")]
-    cmd += ["-m", "rillet", "-c", str(conf)]
-    wall0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - wall0
-    if status != 0:
-        raise SystemExit(f"agent exited with status {status}")
-    cpu = usage.ru_utime + usage.ru_stime
+    profiling = ["-m", "cProfile", "-o", str(work / "tail.prof")] if profile else []
+    cpu, wall, rss = run_agent([*profiling, "-m", "rillet", "-c", str(conf)])
     import sqlite3
     with sqlite3.connect(db) as conn:
         stored = sum(r[0] for r in conn.execute("SELECT offset FROM in_tail_files"))
-    return cpu, wall, usage.ru_maxrss / 1024, stored
+    return cpu, wall, rss, stored
 
 
 def main() -> None:
@@ -103,8 +117,7 @@ def main() -> None:
                   f"{records / max(cpu - base, 1e-9):,.0f}/CPU-s after startup), "
                   f"peak RSS {max(r[2] for r in runs):.1f} MB, {ok}")
             if args.profile:
-                import pstats
-                pstats.Stats(str(work / "tail.prof")).sort_stats("tottime").print_stats(25)
+                print_profile(work / "tail.prof")
 
 
 if __name__ == "__main__":

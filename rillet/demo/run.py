@@ -294,10 +294,11 @@ class Demo:
             kw["nextToken"] = page["nextToken"]
         return {s: read_log_events(logs, GROUP, s) for s in sorted(streams)}
 
+    def first_pod(self, kind: str) -> DemoPod:
+        return next(p for p in self.pods if p.kind == kind)
+
     def show_event(self, title: str, events: dict[str, list[dict[str, Any]]],
-                   pod: DemoPod | None) -> None:
-        if pod is None:
-            return
+                   pod: DemoPod) -> None:
         name = next((s for s in events if pod.file_name in s and events[s]), None)
         if name is None:
             raise DemoError(f"no CloudWatch stream holds {pod.name}'s records")
@@ -341,7 +342,7 @@ class Demo:
         return ok
 
     def print_keep(self) -> None:
-        app = next(p for p in self.pods if p.kind == "json")
+        app = self.first_pod("json")
         target = self.root / "var/log/containers" / app.file_name
         line = orjson.dumps({"log": '{"message":"hello from --keep"}\n', "stream": "stdout",
                              "time": workload.docker_time(time.time_ns())}).decode()
@@ -386,9 +387,9 @@ servers left running (--keep); Ctrl-C stops them all.
                     raise DemoError(f"{nginx.failed} nginx requests failed")
                 events = self.read_back()
                 self.show_event("one nginx event (parsed by the pod's annotated parser):",
-                                events, next((p for p in self.pods if p.kind == "nginx"), None))
+                                events, self.first_pod("nginx"))
                 self.show_event("one JSON-app event (its JSON merged under `data`):", events,
-                                next((p for p in self.pods if p.kind == "json"), None))
+                                self.first_pod("json"))
                 if not opts.keep:
                     self.stop_rillet()
                 ok = self.summary(self.lines_written(), events, excluded)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from rillet.engine.plugin import Input, InputContext
-from rillet.monitor.http import close_server
+from rillet.monitor.http import abort, close_server
 
 # Seconds between two warnings about bad client input (see PushInput.warn).
 WARN_PERIOD = 10.0
@@ -224,13 +224,3 @@ class StreamInput(PushInput):
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
-
-
-def abort(writer: asyncio.StreamWriter) -> None:
-    """Close a connection at once (abort when unsent data would keep it alive)."""
-    transport = writer.transport
-    if not transport.is_closing():
-        if transport.get_write_buffer_size():
-            transport.abort()
-        else:
-            transport.close()

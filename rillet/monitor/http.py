@@ -30,6 +30,17 @@ TEXT = "text/plain"
 PROMETHEUS = "text/plain; version=0.0.4"
 
 
+def abort(writer: asyncio.StreamWriter) -> None:
+    """Close a connection at once: a peer that stopped reading must not keep buffers alive,
+    so unsent data means abort, not close."""
+    transport = writer.transport
+    if not transport.is_closing():
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+
 async def close_server(server: asyncio.Server | None, tasks: set[asyncio.Task[None]]) -> None:
     """Stop listening, cancel the connection tasks and wait (briefly) for the server to close."""
     if server is not None:
@@ -113,7 +124,7 @@ class HttpServer:
         if len(self.clients) >= self.max_clients:
             self.rejected += 1
             await self._send(writer, Response(503, b"too many connections\n"), close=True)
-            self._abort(writer)
+            abort(writer)
             return
         self.clients.add(task)
         try:
@@ -124,7 +135,7 @@ class HttpServer:
             self.log.exception("monitoring API connection failed")
         finally:
             self.clients.discard(task)
-            self._abort(writer)
+            abort(writer)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(self.max_requests):
@@ -224,13 +235,3 @@ class HttpServer:
         except (TimeoutError, ConnectionError, RuntimeError):
             return False
         return True
-
-    @staticmethod
-    def _abort(writer: asyncio.StreamWriter) -> None:
-        transport = writer.transport
-        if not transport.is_closing():
-            # A client that stopped reading must not keep buffers alive: abort, not close.
-            if transport.get_write_buffer_size():
-                transport.abort()
-            else:
-                transport.close()
